@@ -1,0 +1,16 @@
+# The two commands of the README, plus the benchmark. Each target sets itself up first (idempotently).
+.PHONY: setup train test bench
+
+setup:
+	@scripts/setup.sh
+
+# The default experiment: the Assignment 6 Q2 network on real Fashion-MNIST. Extra overrides: make train ARGS='...'
+train: setup
+	.venv/bin/mlplab-train $(ARGS)
+
+# The whole suite, real-data (slow) tests included.
+test: setup
+	.venv/bin/pytest $(ARGS)
+
+bench: setup
+	.venv/bin/python bench/epoch_speed.py $(ARGS)

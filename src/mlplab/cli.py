@@ -1,0 +1,105 @@
+"""Running a Hydra app as a command: one clear line for a user's mistake, the right exit code.
+
+Hydra normally prints its own multi-line report; with ``HYDRA_FULL_ERROR=1`` it re-raises instead,
+and this module turns the exception into one line that names the problem and its fix. Set
+``MLPLAB_DEBUG=1`` to see the traceback. SIGTERM is turned into the same path as Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Callable
+
+CONF_DIR = Path(os.environ.get("MLPLAB_CONF", Path(__file__).resolve().parents[2] / "conf"))
+EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 2, 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, delivered like Ctrl-C so every ``except KeyboardInterrupt`` cleans up the same way."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def explain(error: BaseException) -> str:
+    """One line saying what is wrong and what to change."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+    from .config import ConfigError
+    from .data import DataError
+
+    if isinstance(error, (ConfigError, DataError)):
+        return str(error)
+    if isinstance(error, MissingConfigException):
+        missing = (error.missing_cfg_file or "").strip("/")
+        group, _, option = missing.rpartition("/")
+        if error.options and group:
+            return f"{group}={option} is not an option: use one of {', '.join(sorted(error.options))}"
+        return str(error).splitlines()[0]
+    cause = error
+    while cause.__cause__ is not None and isinstance(cause, ConfigCompositionException):
+        cause = cause.__cause__
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and getattr(cause, "full_key", None):
+        return f"{cause.full_key} is not a config key: check its spelling (`mlplab-train --cfg job` lists the keys)"
+    if isinstance(cause, OmegaConfBaseException):
+        message = str(cause).splitlines()[0]
+        key = getattr(cause, "full_key", None)
+        return f"{key}: {message}" if key and key not in message else message
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _fail_fast_in_single_runs(task: Callable) -> Callable:
+    """In a single run, a user's mistake exits at once with its one line; in a multirun Hydra records the
+    failed job, runs the others, and reports it at the end (naming the job's overrides)."""
+
+    @functools.wraps(task)
+    def guarded(cfg):
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        from .config import ConfigError
+        from .data import DataError
+
+        try:
+            return task(cfg)
+        except (ConfigError, DataError) as error:
+            if HydraConfig.get().mode == RunMode.MULTIRUN or os.environ.get("MLPLAB_DEBUG"):
+                raise
+            print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+            raise SystemExit(EXIT_USAGE) from None
+
+    return guarded
+
+
+def run_hydra_app(task: Callable, config_name: str) -> None:
+    """Run ``task`` as ``@hydra.main`` over ``conf/<config_name>.yaml`` and exit with a clear status."""
+    import hydra
+
+    from .config import register
+
+    register()
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let exceptions reach ``explain`` instead of Hydra's report
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(
+        _fail_fast_in_single_runs(task))
+    prog = Path(sys.argv[0]).name
+    try:
+        app()
+    except Terminated:
+        print(f"{prog}: terminated (SIGTERM)", file=sys.stderr)
+        sys.exit(EXIT_SIGTERM)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(EXIT_SIGINT)
+    except Exception as error:  # noqa: BLE001 - every error ends in one line (or a traceback when debugging)
+        if os.environ.get("MLPLAB_DEBUG"):
+            raise
+        print(f"{prog}: error: {explain(error)}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)

@@ -1,0 +1,175 @@
+"""The typed shape of a training config.
+
+Hydra composes YAML groups from ``conf/`` on top of these dataclasses (registered in the ConfigStore as
+``train_schema``), so a misspelt key fails at composition time. Range checks live in ``__post_init__``:
+``OmegaConf.to_object`` builds the dataclasses, which runs them before any data is touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from hydra.core.config_store import ConfigStore
+
+ACTIVATIONS = ("step", "sigmoid", "tanh", "relu", "leaky_relu", "prelu")
+OUTPUTS = ("auto", "sigmoid", "softmax")
+LOSSES = ("quadratic", "cross_entropy", "log_likelihood")
+WEIGHT_INITIALIZERS = ("standard_normal", "scaled_normal", "uniform_fan_in", "glorot_uniform", "he_normal")
+BIAS_INITIALIZERS = ("standard_normal", "zeros")
+OPTIMIZERS = ("sgd", "sgdm", "nesterov", "adam")
+SCHEDULES = ("constant", "piecewise", "halve_on_plateau", "reduce_on_plateau", "cosine")
+DATASETS = ("fashion_mnist", "mnist")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A config value a user can fix; the message is one line naming the key and the fix."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def _one_of(key: str, value: str, choices: tuple[str, ...]) -> None:
+    _require(value in choices, f"{key}={value!r} is not known: use one of {', '.join(choices)}")
+
+
+@dataclass
+class DataConfig:
+    name: str = "fashion_mnist"
+    root: Optional[str] = None  # None: $MLPLAB_DATA, else ~/.cache/mlplab
+    validation_size: int = 10_000  # carved from the training split, as Nielsen's 50 000 / 10 000
+    split_seed: int = 0  # fixed apart from trainer.seed so every run validates on the same images
+    classes: Optional[list[int]] = None  # e.g. [0, 1]; labels are re-indexed 0..k-1 in this order
+    fraction: float = 1.0  # keep this share of the training images ("start with subsets")
+    expand: bool = False  # add the four 1-pixel shifts of every training image (Nielsen's expand_mnist)
+    standardize: bool = False  # subtract the training mean and divide by its standard deviation
+    download: bool = True  # let torchvision download when the files are nowhere on disk
+
+    def __post_init__(self) -> None:
+        _one_of("data.name", self.name, DATASETS)
+        _require(self.validation_size >= 0, "data.validation_size must be >= 0 (0 means no validation split)")
+        _require(0.0 < self.fraction <= 1.0, f"data.fraction={self.fraction} must lie in (0, 1]")
+        if self.classes is not None:
+            _require(len(self.classes) >= 2, "data.classes needs at least two classes, e.g. data.classes=[0,1]")
+            _require(len(set(self.classes)) == len(self.classes), f"data.classes={self.classes} repeats a class")
+            _require(all(0 <= c <= 9 for c in self.classes), f"data.classes={self.classes}: classes are 0..9")
+
+
+@dataclass
+class ModelConfig:
+    sizes: list[int] = field(default_factory=lambda: [784, 100, 10])  # input and output included
+    activation: str = "sigmoid"  # hidden layers
+    leaky_slope: float = 0.01  # leaky_relu's slope for z < 0, and prelu's initial slope
+    output: str = "auto"  # auto: softmax for log_likelihood, sigmoid otherwise
+
+    def __post_init__(self) -> None:
+        _require(len(self.sizes) >= 2, f"model.sizes={self.sizes} needs at least input and output, e.g. [784,10]")
+        _require(all(s > 0 for s in self.sizes), f"model.sizes={self.sizes}: every layer size must be positive")
+        _one_of("model.activation", self.activation, ACTIVATIONS)
+        _one_of("model.output", self.output, OUTPUTS)
+        _require(self.leaky_slope >= 0, f"model.leaky_slope={self.leaky_slope} must be >= 0")
+
+
+@dataclass
+class LossConfig:
+    name: str = "cross_entropy"
+
+    def __post_init__(self) -> None:
+        _one_of("loss.name", self.name, LOSSES)
+
+
+@dataclass
+class InitializerConfig:
+    weights: str = "scaled_normal"
+    biases: str = "standard_normal"
+
+    def __post_init__(self) -> None:
+        _one_of("initializer.weights", self.weights, WEIGHT_INITIALIZERS)
+        _one_of("initializer.biases", self.biases, BIAS_INITIALIZERS)
+
+
+@dataclass
+class RegularizationConfig:
+    l2: float = 0.0  # λ in λ/(2n) Σ w²
+    l1: float = 0.0  # λ in λ/n Σ |w|
+    dropout: float = 0.0  # probability of dropping a hidden unit while training
+
+    def __post_init__(self) -> None:
+        _require(self.l2 >= 0, f"regularization.l2={self.l2} must be >= 0")
+        _require(self.l1 >= 0, f"regularization.l1={self.l1} must be >= 0")
+        _require(0.0 <= self.dropout < 1.0, f"regularization.dropout={self.dropout} must lie in [0, 1)")
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "sgd"
+    lr: float = 0.5
+    momentum: float = 0.0  # sgdm and nesterov
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # adam
+    eps: float = 1e-8  # adam
+
+    def __post_init__(self) -> None:
+        _one_of("optimizer.name", self.name, OPTIMIZERS)
+        _require(self.lr > 0, f"optimizer.lr={self.lr} must be > 0, e.g. optimizer.lr=0.1")
+        _require(0.0 <= self.momentum < 1.0, f"optimizer.momentum={self.momentum} must lie in [0, 1)")
+        if self.name in ("sgdm", "nesterov"):
+            _require(self.momentum > 0, f"optimizer={self.name} needs optimizer.momentum > 0, e.g. 0.9")
+
+
+@dataclass
+class ScheduleConfig:
+    name: str = "constant"
+    drop_factor: float = 0.5  # piecewise: η ← η·drop_factor every drop_period epochs (MATLAB's example)
+    drop_period: int = 5
+    patience: int = 10  # plateau schedules: epochs without a better validation accuracy
+    factor: float = 0.5  # reduce_on_plateau: η ← η·factor after a plateau
+    min_lr_ratio: float = 1.0 / 128  # plateau schedules stop (halve) or floor (reduce) at η₀·min_lr_ratio
+
+    def __post_init__(self) -> None:
+        _one_of("schedule.name", self.name, SCHEDULES)
+        _require(0.0 < self.drop_factor <= 1.0, f"schedule.drop_factor={self.drop_factor} must lie in (0, 1]")
+        _require(self.drop_period >= 1, f"schedule.drop_period={self.drop_period} must be >= 1")
+        _require(self.patience >= 1, f"schedule.patience={self.patience} must be >= 1")
+        _require(0.0 < self.factor < 1.0, f"schedule.factor={self.factor} must lie in (0, 1)")
+        _require(0.0 < self.min_lr_ratio <= 1.0, f"schedule.min_lr_ratio={self.min_lr_ratio} must lie in (0, 1]")
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 30
+    batch_size: int = 300
+    seed: int = 0
+    device: str = "auto"
+    validate_every: int = 0  # also validate after every k training images (0: once per epoch)
+    early_stopping_patience: int = 0  # stop after this many epochs without a better validation accuracy (0: off)
+    keep_best: bool = False  # end with the weights of the best validation epoch instead of the last
+    checkpoint: bool = True  # write checkpoint.pt in the job directory after every epoch
+    resume: Optional[str] = None  # path to a checkpoint.pt to continue from
+    progress: bool = True  # a progress bar per epoch (always off in multirun)
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1, f"trainer.epochs={self.epochs} must be >= 1")
+        _require(self.batch_size >= 1, f"trainer.batch_size={self.batch_size} must be >= 1")
+        _one_of("trainer.device", self.device, DEVICES)
+        _require(self.validate_every >= 0, f"trainer.validate_every={self.validate_every} must be >= 0")
+        _require(self.early_stopping_patience >= 0, "trainer.early_stopping_patience must be >= 0 (0 is off)")
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    initializer: InitializerConfig = field(default_factory=InitializerConfig)
+    regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    name: str = "mlplab"  # a label for the run (presets set one)
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="train_schema", node=TrainConfig)

@@ -1,0 +1,77 @@
+"""The multilayer network of the slides: a^ℓ = σ(W^ℓ a^{ℓ-1} + b^ℓ), ℓ = 1..L.
+
+``forward`` returns the output layer's weighted input z^L; the output activation (sigmoid or softmax)
+is applied by ``output_activation`` so that the costs in ``losses.py`` can use the numerically stable
+log-sigmoid / log-softmax forms of the seed's formulas.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+
+
+class Step(nn.Module):
+    """Heaviside H(z) = 1_{z>0}, the perceptron's activation. Its derivative is 0 almost everywhere."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return (z > 0).to(z.dtype)
+
+
+def make_activation(name: str, leaky_slope: float) -> nn.Module:
+    if name == "step":
+        return Step()
+    if name == "sigmoid":
+        return nn.Sigmoid()
+    if name == "tanh":
+        return nn.Tanh()
+    if name == "relu":
+        return nn.ReLU()
+    if name == "leaky_relu":
+        return nn.LeakyReLU(leaky_slope)
+    if name == "prelu":
+        return nn.PReLU(init=leaky_slope)  # one learnt slope per layer, starting at leaky_slope
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def resolve_output(output: str, loss: str) -> str:
+    """``auto`` pairs the output layer with its cost as the slides do: softmax with log-likelihood."""
+    if output != "auto":
+        return output
+    return "softmax" if loss == "log_likelihood" else "sigmoid"
+
+
+class MLP(nn.Module):
+    def __init__(self, sizes: list[int], activation: str, output: str, dropout: float = 0.0, leaky_slope: float = 0.01):
+        super().__init__()
+        if output not in ("sigmoid", "softmax"):
+            raise ValueError(f"output must be sigmoid or softmax, not {output!r}")
+        self.sizes = list(sizes)
+        self.output = output
+        # W^ℓ has shape (n_ℓ, n_{ℓ-1}): row j holds the weights "j back to k", as in the slides.
+        self.layers = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+        self.activations = nn.ModuleList(make_activation(activation, leaky_slope) for _ in sizes[1:-1])
+        # Dropout deletes hidden units only (never inputs or outputs), and only in training mode.
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = x
+        for layer, sigma in zip(self.layers[:-1], self.activations):
+            a = self.dropout(sigma(layer(a)))
+        return self.layers[-1](a)
+
+    def output_activation(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(z) if self.output == "sigmoid" else torch.softmax(z, dim=1)
+
+    def weights(self) -> list[torch.Tensor]:
+        """The weight matrices W^1..W^L: what L1/L2 regularisation acts on (biases are left alone)."""
+        return [layer.weight for layer in self.layers]
+
+    def describe(self) -> str:
+        return "-".join(str(s) for s in self.sizes)
+
+
+def build(cfg: ModelConfig, loss: str, dropout: float) -> MLP:
+    return MLP(cfg.sizes, cfg.activation, resolve_output(cfg.output, loss), dropout, cfg.leaky_slope)

@@ -1,0 +1,299 @@
+"""Mini-batch stochastic gradient descent, as on the slides, composed from the other modules.
+
+    for each epoch:
+        shuffle the training images
+        for each mini-batch B:
+            feed forward, C = (1/|B|) Σ_{i∈B} Cᵢ
+            backpropagate ∂C/∂w, ∂C/∂b (plus λ/n·w for L2, λ/n·sign w for L1)
+            w ← w − η ∂C/∂w,  b ← b − η ∂C/∂b
+        monitor validation accuracy; adapt η; stop early when it has saturated
+
+``train`` is the whole job: it returns a ``Result`` and writes it as ``result.json`` in ``out_dir``.
+``cli`` is the ``mlplab-train`` Hydra app over ``conf/train.yaml``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from tqdm import tqdm
+
+from . import data as data_module
+from . import initializers, losses, model as model_module
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import ConfigError, TrainConfig
+from .optim import Schedule, build_optimizer, set_lr
+from .regularization import WeightPenalty
+
+log = logging.getLogger("mlplab")
+EVAL_BATCH = 10_000  # evaluation runs in a few large batches: fast, and bounded in memory
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    lr: float
+    train_loss: float  # mean data cost over the epoch's mini-batches (the weights move during the epoch)
+    train_accuracy: float
+    val_loss: Optional[float]
+    val_accuracy: Optional[float]
+    seconds: float  # wall time of the epoch, its validation pass included
+    images_seen: int
+
+
+@dataclass
+class Result:
+    status: str  # finished | diverged | early_stopped | killed | failed
+    val_accuracy: Optional[float] = None  # of the final model (the best epoch's with trainer.keep_best)
+    best_val_accuracy: Optional[float] = None
+    best_epoch: Optional[int] = None
+    test_accuracy: Optional[float] = None
+    test_loss: Optional[float] = None
+    train_seconds: float = 0.0
+    epochs_run: int = 0
+    mlflow_run_id: Optional[str] = None
+    detail: str = ""
+    device: str = ""
+    history: list[dict] = field(default_factory=list)
+    validation_checks: list[dict] = field(default_factory=list)  # the every-k-images values
+
+    def write(self, out_dir: Path) -> Path:
+        path = out_dir / "result.json"
+        partial = out_dir / "result.json.partial"
+        partial.write_text(json.dumps(_finite_or_none(asdict(self)), indent=2))
+        partial.replace(path)
+        return path
+
+
+def _finite_or_none(value):
+    """JSON has no NaN or infinity: a diverged loss is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device=cuda but no CUDA device is visible: use trainer.device=auto or cpu")
+    return torch.device(name)
+
+
+@torch.inference_mode()
+def evaluate(model: model_module.MLP, split: data_module.Split, cost: losses.Cost) -> tuple[float, float]:
+    """(mean cost, accuracy) of ``model`` on a whole split, in inference mode."""
+    was_training = model.training
+    model.eval()
+    total_cost = torch.zeros((), device=split.x.device)
+    correct = torch.zeros((), device=split.x.device, dtype=torch.int64)
+    for start in range(0, len(split), EVAL_BATCH):
+        x, y = split.x[start : start + EVAL_BATCH], split.y[start : start + EVAL_BATCH]
+        z = model(x)
+        total_cost += cost(z, y, model.output) * len(y)
+        correct += (z.argmax(dim=1) == y).sum()
+    model.train(was_training)
+    return float(total_cost) / len(split), int(correct) / len(split)
+
+
+def check_against_data(cfg: TrainConfig, splits: data_module.Splits) -> None:
+    sizes = cfg.model.sizes
+    if sizes[0] != splits.input_size:
+        raise ConfigError(f"model.sizes starts with {sizes[0]} but the images have {splits.input_size} pixels: "
+                          f"use model.sizes=[{splits.input_size},...]")
+    if sizes[-1] != splits.num_classes:
+        raise ConfigError(f"model.sizes ends with {sizes[-1]} but the data has {splits.num_classes} classes: "
+                          f"use model.sizes=[...,{splits.num_classes}]")
+    if cfg.trainer.batch_size > len(splits.train):
+        raise ConfigError(f"trainer.batch_size={cfg.trainer.batch_size} exceeds the {len(splits.train)} "
+                          "training images: lower it")
+
+
+def train(
+    cfg: TrainConfig,
+    out_dir: Path,
+    *,
+    quiet: bool = False,
+    on_epoch: Optional[Callable[[EpochMetrics], None]] = None,
+    splits: Optional[data_module.Splits] = None,
+) -> Result:
+    """Train one network as ``cfg`` says; the result is also written to ``out_dir/result.json``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = Result(status="failed")
+    try:
+        _train(cfg, out_dir, result, quiet, on_epoch, splits)
+    except KeyboardInterrupt:
+        result.status, result.detail = "killed", "interrupted (SIGINT/SIGTERM)"
+        raise
+    except Exception as error:
+        result.status, result.detail = "failed", f"{type(error).__name__}: {error}"
+        raise
+    finally:
+        result.write(out_dir)
+    return result
+
+
+def _train(cfg, out_dir, result, quiet, on_epoch, splits) -> None:
+    t = cfg.trainer
+    device = resolve_device(t.device)
+    result.device = str(device)
+    if splits is None:
+        splits = data_module.load(cfg.data, device)
+    check_against_data(cfg, splits)
+    train_set, validation, test = splits.train, splits.validation, splits.test
+
+    torch.manual_seed(t.seed)  # dropout masks
+    net = model_module.build(cfg.model, cfg.loss.name, cfg.regularization.dropout).to(device)
+    initializers.initialize(net, cfg.initializer, t.seed)
+    cost = losses.COSTS[cfg.loss.name]
+    penalty = WeightPenalty(cfg.regularization, len(train_set))
+    optimizer = build_optimizer(net.parameters(), cfg.optimizer)
+    schedule = Schedule(cfg.schedule, cfg.optimizer.lr, t.epochs)
+    shuffle = torch.Generator().manual_seed(t.seed)
+
+    history: list[dict] = []
+    best_state, start_epoch = None, 1
+    if t.resume:
+        state = load_checkpoint(Path(t.resume), net, optimizer, schedule, shuffle, cfg.model.sizes)
+        history, best_state, start_epoch = state["history"], state["best_state"], state["epoch"] + 1
+        result.validation_checks = state["validation_checks"]
+    result.history = history
+
+    n, batch_size = len(train_set), t.batch_size
+    images_seen = history[-1]["images_seen"] if history else 0
+    next_check = (images_seen // t.validate_every + 1) * t.validate_every if t.validate_every else 0
+    train_seconds = sum(h["seconds"] for h in history)
+    status, detail = "finished", ""
+
+    for epoch in range(start_epoch, t.epochs + 1):
+        started = time.perf_counter()
+        net.train()
+        lr = optimizer.param_groups[0]["lr"]
+        permutation = torch.randperm(n, generator=shuffle).to(device)
+        cost_sum, correct = 0.0, torch.zeros((), dtype=torch.int64, device=device)
+        bar = tqdm(total=n, desc=f"epoch {epoch}/{t.epochs}", unit="img", disable=quiet or not t.progress,
+                   leave=False, mininterval=0.5)
+        for start in range(0, n, batch_size):
+            batch = permutation[start : start + batch_size]
+            x, y = train_set.x[batch], train_set.y[batch]
+            z = net(x)
+            loss = cost(z, y, net.output)  # C = (1/|B|) Σ_{i∈B} Cᵢ
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):  # stop before a non-finite gradient touches the weights
+                status, detail = "diverged", f"non-finite cost {loss_value} in epoch {epoch} at image {images_seen}"
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # backpropagation
+            if penalty.active:
+                penalty.add_gradients(net.weights())
+            optimizer.step()  # w ← w − η ∂C/∂w, b ← b − η ∂C/∂b
+            cost_sum += loss_value * len(batch)
+            correct += (z.detach().argmax(dim=1) == y).sum()
+            images_seen += len(batch)
+            bar.update(len(batch))
+            if t.validate_every and validation is not None and images_seen >= next_check:
+                check_loss, check_accuracy = evaluate(net, validation, cost)
+                result.validation_checks.append(
+                    {"images_seen": images_seen, "val_loss": check_loss, "val_accuracy": check_accuracy})
+                next_check += t.validate_every
+        bar.close()
+        if status == "diverged":
+            log.warning("diverged: %s", detail)
+            break
+
+        val_loss, val_accuracy = evaluate(net, validation, cost) if validation is not None else (None, None)
+        metrics = EpochMetrics(epoch, lr, cost_sum / n, int(correct) / n,
+                               val_loss, val_accuracy, time.perf_counter() - started, images_seen)
+        train_seconds += metrics.seconds
+        history.append(asdict(metrics))
+        result.train_seconds, result.epochs_run = train_seconds, len(history)
+        log.info(_epoch_line(metrics, t.epochs))
+
+        best_epoch, epochs_without_better = best_so_far(history)
+        if t.keep_best and best_epoch == epoch:
+            best_state = copy.deepcopy(net.state_dict())
+        set_lr(optimizer, schedule.after_epoch(epoch, monitored_accuracy(metrics)))
+        if t.checkpoint:
+            save_checkpoint(out_dir / "checkpoint.pt", net, optimizer, schedule, shuffle, epoch, history,
+                            best_state, result.validation_checks)
+        if on_epoch is not None:
+            on_epoch(metrics)
+        if t.early_stopping_patience and epochs_without_better >= t.early_stopping_patience:
+            status, detail = "early_stopped", f"no better validation accuracy in {epochs_without_better} epochs"
+            break
+        if schedule.stop:
+            status, detail = "early_stopped", f"learning rate fell to η₀·{cfg.schedule.min_lr_ratio:g}"
+            break
+
+    if t.keep_best and best_state is not None:
+        net.load_state_dict(best_state)
+    if history and validation is not None:
+        best_epoch, _ = best_so_far(history)
+        result.best_epoch, result.best_val_accuracy = best_epoch, history[best_epoch - 1]["val_accuracy"]
+    if validation is not None:
+        result.val_accuracy = evaluate(net, validation, cost)[1]
+    result.test_loss, result.test_accuracy = evaluate(net, test, cost)
+    result.status, result.detail = status, detail
+    torch.save(net.state_dict(), out_dir / "model.pt")
+
+
+def monitored_accuracy(metrics: EpochMetrics | dict) -> float:
+    """What early stopping and the plateau schedules watch: validation accuracy, else training accuracy."""
+    m = metrics if isinstance(metrics, dict) else asdict(metrics)
+    return m["val_accuracy"] if m["val_accuracy"] is not None else m["train_accuracy"]
+
+
+def best_so_far(history: list[dict]) -> tuple[int, int]:
+    """(the epoch with the best monitored accuracy — the first one on ties, epochs since then)."""
+    accuracies = [monitored_accuracy(h) for h in history]
+    best_index = max(range(len(accuracies)), key=lambda i: (accuracies[i], -i))
+    return history[best_index]["epoch"], len(history) - 1 - best_index
+
+
+def _epoch_line(m: EpochMetrics, epochs: int) -> str:
+    line = (f"epoch {m.epoch:>3}/{epochs}  lr {m.lr:.4g}  train loss {m.train_loss:.4f} "
+            f"acc {100 * m.train_accuracy:.2f}%")
+    if m.val_accuracy is not None:
+        line += f"  val loss {m.val_loss:.4f} acc {100 * m.val_accuracy:.2f}%"
+    return line + f"  {m.seconds:.2f}s"
+
+
+def summary_line(cfg: TrainConfig, result: Result, out_dir: Path) -> str:
+    def pct(x: Optional[float]) -> str:
+        return "n/a" if x is None else f"{100 * x:.2f}%"
+
+    what = f"{cfg.name} {'-'.join(map(str, cfg.model.sizes))} {cfg.model.activation} {cfg.optimizer.name} lr={cfg.optimizer.lr:g}"
+    return (f"{what}: {result.status} after {result.epochs_run} epochs in {result.train_seconds:.1f}s"
+            f" — val {pct(result.val_accuracy)}, test {pct(result.test_accuracy)}"
+            f"{'' if result.test_loss is None else f' (loss {result.test_loss:.4f})'} → {out_dir / 'result.json'}")
+
+
+def cli() -> None:
+    from .cli import run_hydra_app
+
+    run_hydra_app(_hydra_task, config_name="train")
+
+
+def _hydra_task(cfg) -> Optional[float]:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    typed: TrainConfig = OmegaConf.to_object(cfg)  # runs the range checks in config.py
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    result = train(typed, out_dir, quiet=hydra_cfg.mode == RunMode.MULTIRUN)
+    print(summary_line(typed, result, out_dir), flush=True)
+    return result.val_accuracy  # what a sweep optimises

@@ -1,0 +1,84 @@
+"""mlplab-train as a user runs it: single runs, Hydra multirun sweeps (serial and joblib), errors, signals."""
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import CONSOLE_SCRIPT, run_cli, tiny_overrides
+
+
+def results_under(folder):
+    return sorted((json.loads(p.read_text()), p) for p in folder.rglob("result.json"))
+
+
+def test_a_run_prints_one_summary_line_and_writes_result_json(data_root, tmp_path):
+    run = run_cli([*tiny_overrides(data_root), "trainer.epochs=2", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    summary = [line for line in run.stdout.splitlines() if "result.json" in line]
+    assert len(summary) == 1 and "finished after 2 epochs" in summary[0] and "test " in summary[0]
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["status"] == "finished" and result["epochs_run"] == 2
+    assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
+
+
+def test_multirun_over_two_learning_rates_gives_two_jobs_with_different_results(data_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    run = run_cli(["-m", *tiny_overrides(data_root), "optimizer.lr=0.01,3.0", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    jobs = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/result.json")}
+    assert sorted(jobs) == ["0", "1"]
+    assert jobs["0"]["test_accuracy"] != jobs["1"]["test_accuracy"]
+    assert jobs["1"]["val_accuracy"] > jobs["0"]["val_accuracy"]  # lr 3.0 learns in one epoch, 0.01 barely moves
+    assert "tqdm" not in run.stderr and "img/s" not in run.stderr  # no progress bars in multirun
+
+
+def test_joblib_launcher_runs_the_grid_in_parallel_processes(data_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    run = run_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *tiny_overrides(data_root),
+                   "optimizer.lr=0.1,1.0", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    jobs = sorted(json.loads(p.read_text())["status"] for p in sweep.glob("*/result.json"))
+    assert jobs == ["finished", "finished"]
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("trainer.epoch=3", "trainer.epoch is not a config key"),
+    ("optimizer=sgdx", "optimizer=sgdx is not an option: use one of adam, nesterov, sgd, sgdm"),
+    ("optimizer.lr=-1", "optimizer.lr=-1.0 must be > 0"),
+    ("trainer.epochs=abc", "trainer.epochs"),
+    ("model.sizes=[784,30,3]", "data has 10 classes"),
+])
+def test_user_errors_end_in_one_line_and_exit_2(data_root, tmp_path, override, fragment):
+    run = run_cli([*tiny_overrides(data_root), override], cwd=tmp_path)
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mlplab-train: error: ") and fragment in lines[0], run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_missing_data_names_its_remedy_from_the_command_line(tmp_path):
+    run = run_cli(["data=mnist", "data.download=false", f"data.root={tmp_path / 'empty'}"], cwd=tmp_path)
+    assert run.returncode == 2
+    assert "put train-images-idx3-ubyte.gz" in run.stderr and str(tmp_path / "empty" / "MNIST" / "raw") in run.stderr
+
+
+def test_debug_switch_shows_the_traceback(data_root, tmp_path):
+    run = run_cli([*tiny_overrides(data_root), "optimizer.lr=-1"], cwd=tmp_path, env_extra={"MLPLAB_DEBUG": "1"})
+    assert run.returncode != 0 and "Traceback" in run.stderr
+
+
+def test_sigterm_marks_the_run_killed_and_exits_143(data_root, tmp_path):
+    out = tmp_path / "run"
+    process = subprocess.Popen([str(CONSOLE_SCRIPT), *tiny_overrides(data_root), "trainer.epochs=100000", f"hydra.run.dir={out}"],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "killed" and result["epochs_run"] >= 1

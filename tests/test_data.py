@@ -1,0 +1,127 @@
+"""Loading, splitting, subsets and expansion: whole tensors, disjoint splits, right labels."""
+
+import gzip
+import shutil
+from dataclasses import replace
+
+import pytest
+import torch
+
+from conftest import N_TEST, N_TRAIN, synthetic_images, write_idx_gz
+from mlplab import data as data_module
+from mlplab.config import DataConfig
+
+CPU = torch.device("cpu")
+
+
+def config(root, **changes) -> DataConfig:
+    return replace(DataConfig(root=str(root), validation_size=100, download=False), **changes)
+
+
+def rows_as_set(x: torch.Tensor) -> set[bytes]:
+    return {bytes(row.numpy().tobytes()) for row in (x * 255).round().to(torch.uint8)}
+
+
+def test_splits_are_whole_tensors_scaled_to_unit_interval(data_root):
+    splits = data_module.load(config(data_root), CPU)
+    assert splits.train.x.shape == (N_TRAIN - 100, 784) and splits.train.x.dtype == torch.float32
+    assert splits.validation.x.shape == (100, 784) and splits.test.x.shape == (N_TEST, 784)
+    assert 0.0 <= splits.train.x.min() and splits.train.x.max() <= 1.0
+    images, labels = synthetic_images(N_TEST, 1)  # the test split's source, written by the fixture
+    torch.testing.assert_close(splits.test.x, torch.from_numpy(images).reshape(N_TEST, -1).float() / 255)
+    assert torch.equal(splits.test.y, torch.from_numpy(labels).long())
+
+
+def test_validation_split_is_disjoint_from_training_and_fixed_by_split_seed(data_root):
+    a = data_module.load(config(data_root), CPU)
+    b = data_module.load(config(data_root), CPU)
+    c = data_module.load(config(data_root, split_seed=1), CPU)
+    assert rows_as_set(a.train.x).isdisjoint(rows_as_set(a.validation.x))
+    assert len(rows_as_set(a.train.x) | rows_as_set(a.validation.x)) == N_TRAIN
+    assert torch.equal(a.validation.x, b.validation.x)
+    assert not torch.equal(a.validation.x, c.validation.x)
+
+
+def test_class_subsets_keep_only_those_classes_relabelled_in_order(data_root):
+    full = data_module.load(config(data_root, validation_size=0), CPU)
+    sub = data_module.load(config(data_root, validation_size=0, classes=[7, 2]), CPU)
+    assert sub.num_classes == 2 and sub.class_names == [full.class_names[7], full.class_names[2]]
+    for split, full_split in ((sub.train, full.train), (sub.test, full.test)):
+        assert set(split.y.tolist()) == {0, 1}
+        # every image labelled 0 was a 7 in the full data, every 1 a 2
+        sevens, twos = rows_as_set(full_split.x[full_split.y == 7]), rows_as_set(full_split.x[full_split.y == 2])
+        assert rows_as_set(split.x[split.y == 0]) == sevens and rows_as_set(split.x[split.y == 1]) == twos
+
+
+def test_fraction_keeps_that_share_of_training_images_only(data_root):
+    splits = data_module.load(config(data_root, fraction=0.25), CPU)
+    assert len(splits.train) == round(0.25 * (N_TRAIN - 100))
+    assert len(splits.validation) == 100 and len(splits.test) == N_TEST
+
+
+def test_expand_adds_the_four_one_pixel_shifts():
+    image = torch.zeros(28, 28)
+    image[5, 7] = 1.0
+    image[0, 0] = 0.5  # falls off the edge in the up and left shifts
+    shifted = data_module.shifted_copies(image.reshape(1, -1)).reshape(4, 28, 28)
+    down, up, right, left = shifted
+    assert down[6, 7] == 1 and up[4, 7] == 1 and right[5, 8] == 1 and left[5, 6] == 1
+    assert down[1, 0] == 0.5 and right[0, 1] == 0.5
+    assert up.sum() == 1 and left.sum() == 1  # the edge pixel is dropped, not wrapped around
+    assert all(s.sum() <= image.sum() for s in shifted)
+
+
+def test_expanded_training_set_is_five_times_larger_with_labels_repeated(data_root):
+    plain = data_module.load(config(data_root), CPU)
+    expanded = data_module.load(config(data_root, expand=True), CPU)
+    n = len(plain.train)
+    assert len(expanded.train) == 5 * n
+    assert torch.equal(expanded.train.x[:n], plain.train.x)
+    assert torch.equal(expanded.train.y, plain.train.y.repeat(5))
+    assert len(expanded.validation) == len(plain.validation)  # validation is never expanded
+
+
+def test_standardize_gives_training_data_zero_mean_unit_std(data_root):
+    splits = data_module.load(config(data_root, standardize=True), CPU)
+    assert splits.train.x.mean().item() == pytest.approx(0.0, abs=1e-5)
+    assert splits.train.x.std().item() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_gz_files_in_the_root_itself_are_found(tmp_path):
+    write_idx_gz(tmp_path, seed=3)
+    splits = data_module.load(config(tmp_path, name="mnist"), CPU)
+    assert len(splits.test) == N_TEST
+    assert (tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
+
+
+def test_system_package_folder_is_used_when_the_root_is_empty(tmp_path, monkeypatch, data_root):
+    system = tmp_path / "usr-share"
+    shutil.copytree(data_root / "FashionMNIST" / "raw", system, ignore=shutil.ignore_patterns("*ubyte"))
+    fashion = data_module.DATASETS["fashion_mnist"]
+    monkeypatch.setitem(data_module.DATASETS, "fashion_mnist", replace(fashion, system_dir=system))
+    splits = data_module.load(config(tmp_path / "root"), CPU)
+    assert len(splits.train) == N_TRAIN - 100
+
+
+def test_missing_data_error_names_its_remedy(tmp_path, monkeypatch):
+    fashion = data_module.DATASETS["fashion_mnist"]
+    monkeypatch.setitem(data_module.DATASETS, "fashion_mnist", replace(fashion, system_dir=tmp_path / "nowhere"))
+    with pytest.raises(data_module.DataError) as error:
+        data_module.load(config(tmp_path / "empty"), CPU)
+    message = str(error.value)
+    assert "\n" not in message
+    assert "apt-get install dataset-fashion-mnist" in message
+    assert str(tmp_path / "empty" / "FashionMNIST" / "raw") in message and "train-images-idx3-ubyte.gz" in message
+
+
+def test_missing_mnist_names_where_to_put_the_files(tmp_path):
+    with pytest.raises(data_module.DataError, match=r"MNIST not found .*put train-images-idx3-ubyte.gz"):
+        data_module.load(config(tmp_path, name="mnist"), CPU)
+
+
+def test_decompressed_files_match_the_gz_source(data_root):
+    data_module.load(config(data_root), CPU)
+    raw = data_root / "FashionMNIST" / "raw"
+    for name in data_module.IDX_FILES:
+        with gzip.open(raw / f"{name}.gz", "rb") as packed:
+            assert packed.read() == (raw / name).read_bytes()
