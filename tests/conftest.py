@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -63,9 +64,27 @@ def data_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def template_store(tmp_path_factory) -> Path:
+    """A migrated, empty MLflow sqlite store (migration costs ~1.5 s: do it once, copy it per test)."""
+    from mlplab.tracking import client_for
+
+    folder = tmp_path_factory.mktemp("store")
+    client_for(f"sqlite:///{folder / 'mlflow.db'}")
+    return folder / "mlflow.db"
+
+
+@pytest.fixture
+def mlflow_uri(template_store, tmp_path) -> str:
+    store = tmp_path / "mlruns"
+    store.mkdir()
+    shutil.copy(template_store, store / "mlflow.db")
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
 def tiny_overrides(data_root: Path) -> list[str]:
     """Overrides that make any config train in well under a second on the synthetic data."""
-    return [f"data.root={data_root}", "data.validation_size=100", "data.download=false",
+    return [f"data.root={data_root}", "data.validation_size=100", "data.download=false", "tracking=off",
             "trainer.epochs=1", "trainer.batch_size=50", "trainer.progress=false", "trainer.device=cpu"]
 
 

@@ -78,6 +78,13 @@ def _fail_fast_in_single_runs(task: Callable) -> Callable:
     return guarded
 
 
+def _close_open_sweeps(status: str) -> None:
+    """A sweep that ends by an exception never reaches Hydra's on_multirun_end: close its parent run here."""
+    tracking = sys.modules.get("mlplab.tracking")
+    if tracking is not None:
+        tracking.close_open_sweeps(status)
+
+
 def run_hydra_app(task: Callable, config_name: str) -> None:
     """Run ``task`` as ``@hydra.main`` over ``conf/<config_name>.yaml`` and exit with a clear status."""
     import hydra
@@ -91,7 +98,11 @@ def run_hydra_app(task: Callable, config_name: str) -> None:
         _fail_fast_in_single_runs(task))
     prog = Path(sys.argv[0]).name
     try:
-        app()
+        try:
+            app()
+        except BaseException as error:
+            _close_open_sweeps("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+            raise
     except Terminated:
         print(f"{prog}: terminated (SIGTERM)", file=sys.stderr)
         sys.exit(EXIT_SIGTERM)

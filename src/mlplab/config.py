@@ -21,6 +21,7 @@ OPTIMIZERS = ("sgd", "sgdm", "nesterov", "adam")
 SCHEDULES = ("constant", "piecewise", "halve_on_plateau", "reduce_on_plateau", "cosine")
 DATASETS = ("fashion_mnist", "mnist")
 DEVICES = ("auto", "cpu", "cuda")
+TRACKING_MODES = ("local", "server", "off")
 
 
 class ConfigError(ValueError):
@@ -159,6 +160,23 @@ class TrainerConfig:
 
 
 @dataclass
+class TrackingConfig:
+    mode: str = "local"  # local: the project's sqlite store; server: a tracking server; off: record nothing
+    uri: Optional[str] = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlruns/mlflow.db
+    experiment: str = "mlplab"
+    run_name: Optional[str] = None  # None: e.g. "784-100-10 sigmoid sgd lr=0.1"
+    log_model: bool = True  # the final network via mlflow.pytorch.log_model
+    plots: bool = True  # learning curves and the test confusion matrix as PNG artifacts
+
+    def __post_init__(self) -> None:
+        _one_of("tracking.mode", self.mode, TRACKING_MODES)
+        _require(bool(self.experiment.strip()), "tracking.experiment must not be empty")
+        if self.mode == "server":
+            _require(bool(self.uri) and self.uri.startswith(("http://", "https://")),
+                     f"tracking=server needs tracking.uri=http://host:port, not {self.uri!r}")
+
+
+@dataclass
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -168,6 +186,7 @@ class TrainConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     name: str = "mlplab"  # a label for the run (presets set one)
 
 

@@ -9,6 +9,7 @@ Debian's ``dataset-fashion-mnist`` folder, then fetched by torchvision's downloa
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import shutil
 import socket
@@ -132,6 +133,27 @@ def locate(cfg: DataConfig) -> tuple[Path, Dataset]:
         remedy = f"run `apt-get install {dataset.system_package}` or {remedy}"
     tried = "download disabled" if not cfg.download else "download failed (no network?)"
     raise DataError(f"{dataset.title} not found under {root} ({tried}): {remedy}")
+
+
+def checksum(folder: Path) -> str:
+    """SHA-256 over the four IDX files, cached beside them (keyed by size and mtime): ~0.2 s the first time."""
+    files = [folder / name for name in IDX_FILES]
+    key = ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+    cache = folder / ".mlplab-sha256"
+    if cache.is_file():
+        cached_key, _, cached = cache.read_text().partition("\n")
+        if cached_key == key:
+            return cached
+    digest = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    try:
+        cache.write_text(f"{key}\n{digest.hexdigest()}")
+    except OSError:
+        pass  # a read-only data folder only costs the recomputation next time
+    return digest.hexdigest()
 
 
 def _as_split(parsed: datasets.MNIST, device: torch.device) -> Split:

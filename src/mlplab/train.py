@@ -32,6 +32,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .optim import Schedule, build_optimizer, set_lr
 from .regularization import WeightPenalty
+from .tracking import Recorder
 
 log = logging.getLogger("mlplab")
 EVAL_BATCH = 10_000  # evaluation runs in a few large batches: fast, and bounded in memory
@@ -108,6 +109,16 @@ def evaluate(model: model_module.MLP, split: data_module.Split, cost: losses.Cos
     return float(total_cost) / len(split), int(correct) / len(split)
 
 
+@torch.inference_mode()
+def predict(model: model_module.MLP, x: torch.Tensor) -> torch.Tensor:
+    """The class each image is assigned: argmax of a^L (the same as argmax of z^L)."""
+    was_training = model.training
+    model.eval()
+    predicted = torch.cat([model(x[start : start + EVAL_BATCH]).argmax(dim=1) for start in range(0, len(x), EVAL_BATCH)])
+    model.train(was_training)
+    return predicted
+
+
 def check_against_data(cfg: TrainConfig, splits: data_module.Splits) -> None:
     sizes = cfg.model.sizes
     if sizes[0] != splits.input_size:
@@ -128,12 +139,19 @@ def train(
     quiet: bool = False,
     on_epoch: Optional[Callable[[EpochMetrics], None]] = None,
     splits: Optional[data_module.Splits] = None,
+    recorder: Optional[Recorder] = None,
 ) -> Result:
-    """Train one network as ``cfg`` says; the result is also written to ``out_dir/result.json``."""
+    """Train one network as ``cfg`` says; the result is also written to ``out_dir/result.json``.
+
+    ``recorder`` (e.g. an MLflow run) hears of every epoch and of the end, whatever the ending."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    recorder = recorder or Recorder()
     result = Result(status="failed")
+    job = _Job()
     try:
-        _train(cfg, out_dir, result, quiet, on_epoch, splits)
+        recorder.start()
+        result.mlflow_run_id = recorder.run_id
+        _train(cfg, out_dir, result, quiet, on_epoch, splits, recorder, job)
     except KeyboardInterrupt:
         result.status, result.detail = "killed", "interrupted (SIGINT/SIGTERM)"
         raise
@@ -142,21 +160,33 @@ def train(
         raise
     finally:
         result.write(out_dir)
+        if recorder.run_id is not None:
+            recorder.end(result, out_dir, job.net, job.splits)
     return result
 
 
-def _train(cfg, out_dir, result, quiet, on_epoch, splits) -> None:
+@dataclass
+class _Job:
+    """What the recorder needs at the end, if training got that far."""
+
+    net: Optional[model_module.MLP] = None
+    splits: Optional[data_module.Splits] = None
+
+
+def _train(cfg, out_dir, result, quiet, on_epoch, splits, recorder, job) -> None:
     t = cfg.trainer
     device = resolve_device(t.device)
     result.device = str(device)
     if splits is None:
         splits = data_module.load(cfg.data, device)
     check_against_data(cfg, splits)
+    recorder.on_data(splits, device)
     train_set, validation, test = splits.train, splits.validation, splits.test
 
     torch.manual_seed(t.seed)  # dropout masks
     net = model_module.build(cfg.model, cfg.loss.name, cfg.regularization.dropout).to(device)
     initializers.initialize(net, cfg.initializer, t.seed)
+    job.net, job.splits = net, splits
     cost = losses.COSTS[cfg.loss.name]
     penalty = WeightPenalty(cfg.regularization, len(train_set))
     optimizer = build_optimizer(net.parameters(), cfg.optimizer)
@@ -183,7 +213,7 @@ def _train(cfg, out_dir, result, quiet, on_epoch, splits) -> None:
         lr = optimizer.param_groups[0]["lr"]
         permutation = torch.randperm(n, generator=shuffle).to(device)
         cost_sum, correct = 0.0, torch.zeros((), dtype=torch.int64, device=device)
-        bar = tqdm(total=n, desc=f"epoch {epoch}/{t.epochs}", unit="img", disable=quiet or not t.progress,
+        bar = tqdm(total=n, desc=f"epoch {epoch}/{t.epochs}", unit="img", disable=True if quiet or not t.progress else None,
                    leave=False, mininterval=0.5)
         for start in range(0, n, batch_size):
             batch = permutation[start : start + batch_size]
@@ -205,8 +235,9 @@ def _train(cfg, out_dir, result, quiet, on_epoch, splits) -> None:
             bar.update(len(batch))
             if t.validate_every and validation is not None and images_seen >= next_check:
                 check_loss, check_accuracy = evaluate(net, validation, cost)
-                result.validation_checks.append(
-                    {"images_seen": images_seen, "val_loss": check_loss, "val_accuracy": check_accuracy})
+                check = {"images_seen": images_seen, "val_loss": check_loss, "val_accuracy": check_accuracy}
+                result.validation_checks.append(check)
+                recorder.on_check(check)
                 next_check += t.validate_every
         bar.close()
         if status == "diverged":
@@ -218,6 +249,7 @@ def _train(cfg, out_dir, result, quiet, on_epoch, splits) -> None:
                                val_loss, val_accuracy, time.perf_counter() - started, images_seen)
         train_seconds += metrics.seconds
         history.append(asdict(metrics))
+        recorder.on_epoch(history[-1])
         result.train_seconds, result.epochs_run = train_seconds, len(history)
         log.info(_epoch_line(metrics, t.epochs))
 
@@ -291,9 +323,15 @@ def _hydra_task(cfg) -> Optional[float]:
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
+    from .tracking import recorder_for
+
     typed: TrainConfig = OmegaConf.to_object(cfg)  # runs the range checks in config.py
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
-    result = train(typed, out_dir, quiet=hydra_cfg.mode == RunMode.MULTIRUN)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    recorder = recorder_for(typed, list(hydra_cfg.overrides.task),
+                            sweep_dir=Path(hydra_cfg.sweep.dir).resolve() if multirun else None,
+                            job_num=hydra_cfg.job.num if multirun else None)
+    result = train(typed, out_dir, quiet=multirun, recorder=recorder)
     print(summary_line(typed, result, out_dir), flush=True)
     return result.val_accuracy  # what a sweep optimises

@@ -1,0 +1,68 @@
+"""The figures a run records: learning curves and the test confusion matrix.
+
+Matplotlib's object-oriented API with the Agg canvas: no pyplot global state, no display needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    FigureCanvasAgg(figure)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def learning_curves(history: list[dict], path: Path, title: str = "") -> Path:
+    """Cost and accuracy per epoch, training against validation."""
+    figure = Figure(figsize=(10, 4))
+    loss_axes, accuracy_axes = figure.subplots(1, 2)
+    epochs = [h["epoch"] for h in history]
+    for split in ("train", "val"):
+        label = "training" if split == "train" else "validation"
+        if all(h[f"{split}_loss"] is not None for h in history):
+            loss_axes.plot(epochs, [h[f"{split}_loss"] for h in history], marker=".", label=label)
+            accuracy_axes.plot(epochs, [100 * h[f"{split}_accuracy"] for h in history], marker=".", label=label)
+    loss_axes.set(xlabel="epoch", ylabel="cost C", title="cost (training: mean over the epoch's mini-batches)")
+    accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for axes in (loss_axes, accuracy_axes):
+        axes.grid(alpha=0.3)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.legend()
+    if title:
+        figure.suptitle(title)
+    return _save(figure, path)
+
+
+def confusion_counts(predicted: torch.Tensor, actual: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """counts[i, j] = how many images of class i were predicted as class j."""
+    return torch.bincount(actual * num_classes + predicted, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def confusion_matrix(counts: torch.Tensor, class_names: list[str], path: Path, title: str = "") -> Path:
+    """Row-normalised confusion matrix, each row labelled with its class's accuracy."""
+    counts = counts.cpu().double()
+    per_class = counts.diag() / counts.sum(dim=1).clamp(min=1)
+    k = len(class_names)
+    figure = Figure(figsize=(1.0 + 0.75 * k, 0.75 * k))
+    axes = figure.subplots()
+    rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
+    image = axes.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            if counts[i, j] > 0:
+                axes.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=7,
+                          color="white" if rates[i, j] > 0.5 else "black")
+    axes.set_xticks(range(k), class_names, rotation=45, ha="right")
+    axes.set_yticks(range(k), [f"{name} ({100 * acc:.1f}%)" for name, acc in zip(class_names, per_class.tolist())])
+    axes.set(xlabel="predicted", ylabel="true class (per-class accuracy)")
+    figure.colorbar(image, ax=axes, fraction=0.04)
+    overall = counts.diag().sum() / counts.sum()
+    figure.suptitle(f"{title + ': ' if title else ''}test accuracy {100 * overall:.2f}%")
+    return _save(figure, path)

@@ -1,0 +1,384 @@
+"""Recording runs in MLflow.
+
+A training job talks to a ``Recorder`` (the no-op base class when ``tracking=off``); ``MlflowRecorder``
+turns its calls into one MLflow run: the flattened config as params, provenance as tags, one
+``log_batch`` per epoch (finer values are buffered until then: a sqlite write costs ~2 ms), and at the
+end the final metrics, figures, ``result.json`` and the model. Whatever happens, the run is terminated
+FINISHED, FAILED or KILLED — never left RUNNING.
+
+A Hydra multirun gets a parent run from ``SweepCallback``; every job's run is its nested child, and the
+parent records the best child when the sweep ends. The default store is the project's
+``sqlite:///<project>/mlruns/mlflow.db`` with artifacts in ``mlruns/artifacts``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import functools
+import hashlib
+import json
+import logging
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # this harness never phones home
+
+from hydra.experimental.callback import Callback  # noqa: E402
+
+from .cli import CONF_DIR  # noqa: E402
+from .config import TrackingConfig, TrainConfig  # noqa: E402
+
+log = logging.getLogger("mlplab")
+PROJECT_ROOT = CONF_DIR.parent
+PARENT_RUN_FILE = ".mlflow_parent_run_id"  # written into a sweep's directory for its jobs to find
+SELECTION_METRIC = "final_val_accuracy"  # what a sweep's parent ranks its children by
+MAX_PARAMS_PER_BATCH, MAX_PARAM_CHARS = 100, 6000  # MLflow's limits
+RUN_STATUS = {"finished": "FINISHED", "early_stopped": "FINISHED", "diverged": "FAILED", "failed": "FAILED",
+              "killed": "KILLED"}
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be used; the message names the fix."""
+
+
+def mask_secrets(text: str) -> str:
+    """``scheme://user:password@host`` → ``scheme://user:***@host``."""
+    return re.sub(r"(://[^/:@\s]+):[^@/\s]+@", r"\1:***@", text)
+
+
+def default_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_ROOT / 'mlruns' / 'mlflow.db'}"
+
+
+def resolve_uri(cfg: TrackingConfig) -> str:
+    return cfg.uri or default_uri()
+
+
+def _sqlite_path(uri: str) -> Optional[Path]:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def artifact_location(uri: str) -> Optional[str]:
+    """Artifacts beside a sqlite store (``<dir>/artifacts``); a server decides for itself."""
+    db = _sqlite_path(uri)
+    return (db.parent / "artifacts").as_uri() if db else None
+
+
+class _RetryingClient:
+    """An MlflowClient whose calls wait out sqlite's 'database is locked' (parallel jobs, one file)."""
+
+    ATTEMPTS, FIRST_DELAY_S = 8, 0.05
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def call(*args, **kwargs):
+            delay = self.FIRST_DELAY_S
+            for attempt in range(self.ATTEMPTS):
+                try:
+                    return attribute(*args, **kwargs)
+                except Exception as error:  # noqa: BLE001 - only lock contention is retried
+                    if "database is locked" not in str(error) or attempt == self.ATTEMPTS - 1:
+                        raise
+                    time.sleep(delay)
+                    delay *= 2
+
+        return call
+
+
+@functools.lru_cache(maxsize=8)
+def client_for(uri: str) -> _RetryingClient:
+    """A client whose store exists: a new sqlite store's schema is created once, under a file lock."""
+    from mlflow.tracking import MlflowClient
+
+    db = _sqlite_path(uri)
+    if db is None:
+        return _RetryingClient(MlflowClient(uri))
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with open(db.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            client = MlflowClient(uri)
+            client.search_experiments(max_results=1)  # creates or migrates the schema while we hold the lock
+    except OSError as error:
+        raise TrackingError(f"cannot write the MLflow store {db} ({error.strerror}): "
+                            "fix its permissions or set tracking.uri / tracking=off") from error
+    return _RetryingClient(client)
+
+
+def experiment_id(client: _RetryingClient, name: str, uri: str) -> str:
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location(uri))
+    except Exception:  # noqa: BLE001 - another process created it first
+        existing = client.get_experiment_by_name(name)
+        if existing is None:
+            raise
+        return existing.experiment_id
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, str]:
+    """``{"optimizer": {"lr": 0.1}}`` → ``{"optimizer.lr": "0.1"}``, secrets masked, cut to MLflow's limit."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = mask_secrets(str(value))[:MAX_PARAM_CHARS]
+    return flat
+
+
+@functools.lru_cache(maxsize=1)
+def git_state() -> tuple[str, str]:
+    """(commit, "true"/"false" for uncommitted changes to tracked files), or ("unknown", "unknown")."""
+    try:
+        def git(*args: str) -> str:
+            return subprocess.run(["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True,
+                                  check=True, timeout=10).stdout.strip()
+
+        return git("rev-parse", "HEAD"), str(bool(git("status", "--porcelain", "--untracked-files=no"))).lower()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", "unknown"
+
+
+def run_name(cfg: TrainConfig) -> str:
+    if cfg.tracking.run_name:
+        return cfg.tracking.run_name
+    sizes = "-".join(map(str, cfg.model.sizes))
+    return f"{sizes} {cfg.model.activation} {cfg.optimizer.name} lr={cfg.optimizer.lr:g}"
+
+
+class Recorder:
+    """What a training job reports as it goes; this base class records nothing (``tracking=off``)."""
+
+    run_id: Optional[str] = None
+
+    def start(self) -> None: ...
+
+    def on_data(self, splits, device) -> None: ...
+
+    def on_epoch(self, metrics: dict) -> None: ...
+
+    def on_check(self, check: dict) -> None: ...
+
+    def end(self, result, out_dir: Path, net=None, splits=None) -> None: ...
+
+
+class MlflowRecorder(Recorder):
+    def __init__(self, cfg: TrainConfig, overrides: list[str], parent_run_id: Optional[str] = None,
+                 sweep_id: Optional[str] = None, job_num: Optional[int] = None):
+        self.cfg, self.overrides = cfg, overrides
+        self.uri = resolve_uri(cfg.tracking)
+        self.parent_run_id, self.sweep_id, self.job_num = parent_run_id, sweep_id, job_num
+        self.pending_checks: list[dict] = []
+
+    def start(self) -> None:
+        from mlflow.entities import Param
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+        import torch
+
+        self.client = client_for(self.uri)
+        experiment = experiment_id(self.client, self.cfg.tracking.experiment, self.uri)
+        commit, dirty = git_state()
+        tags = {"git_commit": commit, "git_dirty": dirty, "overrides": mask_secrets(" ".join(self.overrides)),
+                "torch_version": torch.__version__, "mlplab.kind": "train"}
+        if self.parent_run_id:
+            tags[MLFLOW_PARENT_RUN_ID] = self.parent_run_id
+        if self.sweep_id is not None:
+            tags.update({"sweep_id": self.sweep_id, "job_num": str(self.job_num)})
+        run = self.client.create_run(experiment, run_name=run_name(self.cfg), tags=tags)
+        self.run_id = run.info.run_id
+        params = [Param(k, v) for k, v in flatten(dataclasses.asdict(self.cfg)).items()]
+        for start in range(0, len(params), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=params[start : start + MAX_PARAMS_PER_BATCH])
+
+    def on_data(self, splits, device) -> None:
+        from mlflow.entities import RunTag
+
+        from .data import checksum
+
+        self.client.log_batch(self.run_id, tags=[
+            RunTag("dataset", self.cfg.data.name), RunTag("dataset_sha256", checksum(splits.source)),
+            RunTag("dataset_sizes", f"train={len(splits.train)} val={len(splits.validation or [])} test={len(splits.test)}"),
+            RunTag("device", str(device))])
+
+    def on_check(self, check: dict) -> None:
+        self.pending_checks.append(check)  # flushed with the epoch's metrics: one write per epoch
+
+    def on_epoch(self, metrics: dict) -> None:
+        from mlflow.entities import Metric
+
+        now, epoch = int(time.time() * 1000), metrics["epoch"]
+        batch = [Metric(key, float(metrics[key]), now, epoch)
+                 for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
+                 if metrics[key] is not None]
+        batch.append(Metric("epoch_seconds", float(metrics["seconds"]), now, epoch))
+        for check in self.pending_checks:
+            batch += [Metric("check_val_loss", float(check["val_loss"]), now, check["images_seen"]),
+                      Metric("check_val_accuracy", float(check["val_accuracy"]), now, check["images_seen"])]
+        self.pending_checks = []
+        self.client.log_batch(self.run_id, metrics=batch)
+
+    def end(self, result, out_dir: Path, net=None, splits=None) -> None:
+        from mlflow.entities import Metric, RunTag
+
+        status = RUN_STATUS[result.status]
+        try:
+            if self.pending_checks:
+                self.on_epoch({"epoch": result.epochs_run, "seconds": 0.0, **dict.fromkeys(
+                    ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"))})
+            now = int(time.time() * 1000)
+            finals = {"test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
+                      SELECTION_METRIC: result.val_accuracy, "best_val_accuracy": result.best_val_accuracy,
+                      "train_seconds": result.train_seconds, "epochs_run": result.epochs_run}
+            metrics = [Metric(k, float(v), now, 0) for k, v in finals.items() if _finite(v)]
+            tags = [RunTag("status", result.status)]
+            if result.detail:
+                tags.append(RunTag("status_detail", mask_secrets(result.detail)[:5000]))
+            self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
+            self._log_artifacts(result, out_dir, net, splits, status)
+        finally:
+            self.client.set_terminated(self.run_id, status)  # also when logging failed: never left RUNNING
+
+    def _log_artifacts(self, result, out_dir: Path, net, splits, status: str) -> None:
+        from omegaconf import OmegaConf
+
+        from . import plots
+
+        folder = out_dir / "mlflow"
+        folder.mkdir(exist_ok=True)
+        config_yaml = mask_secrets(OmegaConf.to_yaml(OmegaConf.structured(self.cfg)))
+        (folder / "config.yaml").write_text(config_yaml)
+        (folder / "overrides.yaml").write_text(mask_secrets(OmegaConf.to_yaml(OmegaConf.create(list(self.overrides)))))
+        (folder / "result.json").write_text(json.dumps(dataclasses.asdict(result), indent=2, default=str))
+        title = run_name(self.cfg)
+        if self.cfg.tracking.plots and result.history:
+            plots.learning_curves(result.history, folder / "learning_curves.png", title)
+        if net is not None and splits is not None and result.status in ("finished", "early_stopped"):
+            from .train import predict
+
+            if self.cfg.tracking.plots:
+                counts = plots.confusion_counts(predict(net, splits.test.x), splits.test.y, splits.num_classes)
+                plots.confusion_matrix(counts, splits.class_names, folder / "confusion_matrix.png", title)
+        self.client.log_artifacts(self.run_id, str(folder))
+        if net is not None and splits is not None and self.cfg.tracking.log_model and status == "FINISHED":
+            self._log_model(net, splits, status)
+
+    def _log_model(self, net, splits, status: str) -> None:
+        """``mlflow.pytorch.log_model`` needs the run active in MLflow's fluent API; ending it there sets
+        the final status."""
+        import importlib.metadata
+
+        import mlflow
+        import mlflow.pytorch
+        import torch
+        from mlflow.models import infer_signature
+
+        net = net.cpu().eval()
+        example = splits.test.x[:5].cpu().numpy()
+        with torch.inference_mode():
+            signature = infer_signature(example, net(torch.from_numpy(example)).numpy())
+        mlflow.set_tracking_uri(self.uri)
+        # Its warning about pickle is for models from strangers; this one is ours, loaded by our own code.
+        logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
+        mlflow.start_run(run_id=self.run_id)
+        try:
+            # Explicit requirements: inferring them costs ~6 s a model. Pickle format loads with mlplab installed.
+            info = mlflow.pytorch.log_model(
+                net, name="model", input_example=example, signature=signature, serialization_format="pickle",
+                pip_requirements=[f"torch=={importlib.metadata.version('torch')}", "mlplab"])
+            self.client.set_tag(self.run_id, "model_uri", info.model_uri)
+        finally:
+            mlflow.end_run(status=status)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and value == value and abs(value) != float("inf")
+
+
+def recorder_for(cfg: TrainConfig, overrides: list[str], sweep_dir: Optional[Path] = None,
+                 job_num: Optional[int] = None) -> Recorder:
+    """The recorder a job's config asks for; in a sweep, its run becomes the sweep's child."""
+    if cfg.tracking.mode == "off":
+        return Recorder()
+    parent = None
+    if sweep_dir is not None and (sweep_dir / PARENT_RUN_FILE).is_file():
+        parent = (sweep_dir / PARENT_RUN_FILE).read_text().strip()
+    return MlflowRecorder(cfg, overrides, parent, str(sweep_dir) if sweep_dir else None, job_num)
+
+
+# ---- sweeps --------------------------------------------------------------------------------------------
+
+_open_sweeps: list[tuple[str, str]] = []  # (uri, parent run id) of sweeps this process has started
+
+
+class SweepCallback(Callback):
+    """Hydra callback (conf/train.yaml): one parent run per multirun, closed with the best child."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        from omegaconf import OmegaConf
+
+        tracking = TrackingConfig(**OmegaConf.to_container(config.tracking, resolve=True))
+        if tracking.mode == "off":
+            return
+        uri = resolve_uri(tracking)
+        client = client_for(uri)
+        sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+        overrides = mask_secrets(" ".join(config.hydra.overrides.task))
+        run = client.create_run(experiment_id(client, tracking.experiment, uri),
+                                run_name=f"sweep {config.name}: {overrides}"[:250],
+                                tags={"mlplab.kind": "sweep", "sweep_id": str(sweep_dir), "overrides": overrides,
+                                      "git_commit": git_state()[0], "git_dirty": git_state()[1]})
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        (sweep_dir / PARENT_RUN_FILE).write_text(run.info.run_id)
+        _open_sweeps.append((uri, run.info.run_id))
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        close_open_sweeps("FINISHED")
+
+
+def close_open_sweeps(status: str) -> None:
+    """Record each open sweep's best child on its parent run and terminate the parent."""
+    while _open_sweeps:
+        uri, parent = _open_sweeps.pop()
+        client = client_for(uri)
+        try:
+            summarize_sweep(client, parent)
+        finally:
+            client.set_terminated(parent, status)
+
+
+def summarize_sweep(client, parent_run_id: str) -> Optional[Any]:
+    from mlflow.entities import Metric, RunTag
+
+    parent = client.get_run(parent_run_id)
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                                  order_by=[f"metrics.{SELECTION_METRIC} DESC"], max_results=5000)
+    ranked = [c for c in children if SELECTION_METRIC in c.data.metrics]
+    tags = [RunTag("children", str(len(children)))]
+    metrics = []
+    if ranked:
+        best, now = ranked[0], int(time.time() * 1000)
+        metrics = [Metric(f"best_{SELECTION_METRIC}", best.data.metrics[SELECTION_METRIC], now, 0)]
+        if "test_accuracy" in best.data.metrics:
+            metrics.append(Metric("best_test_accuracy", best.data.metrics["test_accuracy"], now, 0))
+        tags += [RunTag("best_run_id", best.info.run_id), RunTag("best_run_name", best.info.run_name or ""),
+                 RunTag("best_overrides", best.data.tags.get("overrides", ""))]
+    client.log_batch(parent_run_id, metrics=metrics, tags=tags)
+    return ranked[0] if ranked else None

@@ -1,0 +1,290 @@
+"""Every run recorded in a real MLflow store: what it holds, how it ends, sweeps, servers, reruns."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import CONSOLE_SCRIPT, run_cli, tiny_overrides
+from mlplab.data import IDX_FILES
+from mlplab.model import build as build_model
+from mlplab.tracking import MlflowRecorder, client_for, flatten, mask_secrets
+from mlplab.train import train
+
+
+def tracked(tiny_config, uri, *overrides):
+    return tiny_config("tracking=local", f"tracking.uri={uri}", "tracking.experiment=tests", *overrides)
+
+
+def record(cfg, out_dir, overrides=(), **kwargs):
+    recorder = MlflowRecorder(cfg, list(overrides))
+    result = train(cfg, out_dir, recorder=recorder, **kwargs)
+    return result, client_for(cfg.tracking.uri).get_run(recorder.run_id)
+
+
+def metric_history(uri, run_id, key):
+    return [(m.step, m.value) for m in sorted(client_for(uri).get_metric_history(run_id, key), key=lambda m: m.step)]
+
+
+def assert_series(uri, run_id, key, expected: list[tuple[int, float]]):
+    got = metric_history(uri, run_id, key)
+    assert [step for step, _ in got] == [step for step, _ in expected], key
+    assert [value for _, value in got] == pytest.approx([value for _, value in expected], rel=1e-12), key
+
+
+def test_a_run_records_params_tags_metrics_and_artifacts(tiny_config, mlflow_uri, data_root, tmp_path):
+    cfg = tracked(tiny_config, mlflow_uri, "trainer.epochs=2", "trainer.validate_every=300", "optimizer.lr=0.5")
+    result, run = record(cfg, tmp_path / "job", overrides=["optimizer.lr=0.5"])
+
+    assert run.info.status == "FINISHED" and run.info.run_name == "784-100-10 sigmoid sgd lr=0.5"
+    assert result.mlflow_run_id == run.info.run_id
+    assert json.loads((tmp_path / "job" / "result.json").read_text())["mlflow_run_id"] == run.info.run_id
+    # params: the whole resolved config, flattened
+    assert run.data.params == flatten(dataclasses.asdict(cfg))
+    assert run.data.params["optimizer.lr"] == "0.5" and run.data.params["model.sizes"] == "[784, 100, 10]"
+    # tags: provenance
+    tags = run.data.tags
+    sha = hashlib.sha256()
+    for name in IDX_FILES:
+        sha.update((data_root / "FashionMNIST" / "raw" / name).read_bytes())
+    assert tags["dataset"] == "fashion_mnist" and tags["dataset_sha256"] == sha.hexdigest()
+    assert tags["overrides"] == "optimizer.lr=0.5" and tags["device"] == "cpu" and tags["status"] == "finished"
+    assert tags["torch_version"] == torch.__version__ and tags["git_dirty"] in ("true", "false")
+    assert len(tags["git_commit"]) == 40
+    # metrics: one value per epoch, equal to the job's own history
+    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds"):
+        source = "seconds" if key == "epoch_seconds" else key
+        assert_series(mlflow_uri, run.info.run_id, key, [(h["epoch"], h[source]) for h in result.history])
+    assert_series(mlflow_uri, run.info.run_id, "check_val_accuracy",
+                  [(c["images_seen"], c["val_accuracy"]) for c in result.validation_checks])
+    assert [step for step, _ in metric_history(mlflow_uri, run.info.run_id, "check_val_loss")] == [300, 600, 900, 1200]
+    finals = run.data.metrics
+    assert finals["test_accuracy"] == pytest.approx(result.test_accuracy)
+    assert finals["test_loss"] == pytest.approx(result.test_loss)
+    assert finals["final_val_accuracy"] == pytest.approx(result.val_accuracy)
+    assert finals["train_seconds"] == pytest.approx(result.train_seconds)
+    # artifacts
+    names = {a.path for a in client_for(mlflow_uri).list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "overrides.yaml", "learning_curves.png", "confusion_matrix.png", "result.json"} <= names
+    local = Path(client_for(mlflow_uri).download_artifacts(run.info.run_id, "config.yaml", str(tmp_path)))
+    assert "lr: 0.5" in local.read_text()
+    for png in ("learning_curves.png", "confusion_matrix.png"):
+        data = Path(client_for(mlflow_uri).download_artifacts(run.info.run_id, png, str(tmp_path))).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_logged_model_loads_and_predicts_exactly_what_the_trained_model_predicts(tiny_config, mlflow_uri, tmp_path):
+    import mlflow.pytorch
+
+    cfg = tracked(tiny_config, mlflow_uri, "trainer.epochs=2")
+    _, run = record(cfg, tmp_path)
+    loaded = mlflow.pytorch.load_model(run.data.tags["model_uri"])
+    trained = build_model(cfg.model, cfg.loss.name, cfg.regularization.dropout)
+    trained.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
+    x = torch.rand(64, 784)
+    with torch.inference_mode():
+        assert torch.equal(loaded.eval()(x), trained.eval()(x))
+
+
+def test_divergence_ends_the_run_failed_with_the_reason(tiny_config, mlflow_uri, tmp_path):
+    cfg = tracked(tiny_config, mlflow_uri, "optimizer=adam", "optimizer.lr=1e30", "model.activation=relu")
+    result, run = record(cfg, tmp_path)
+    assert result.status == "diverged"
+    assert run.info.status == "FAILED" and run.data.tags["status"] == "diverged"
+    assert "non-finite cost" in run.data.tags["status_detail"]
+
+
+def test_an_exception_ends_the_run_failed(tiny_config, mlflow_uri, tmp_path):
+    cfg = tracked(tiny_config, mlflow_uri, "model.sizes=[784,30,3]")  # caught once the data is loaded
+    recorder = MlflowRecorder(cfg, [])
+    with pytest.raises(Exception, match="data has 10 classes"):
+        train(cfg, tmp_path, recorder=recorder)
+    run = client_for(mlflow_uri).get_run(recorder.run_id)
+    assert run.info.status == "FAILED" and "ConfigError" in run.data.tags["status_detail"]
+
+
+def test_an_interrupt_ends_the_run_killed(tiny_config, mlflow_uri, tmp_path):
+    def interrupt(metrics):
+        raise KeyboardInterrupt
+
+    cfg = tracked(tiny_config, mlflow_uri, "trainer.epochs=5")
+    recorder = MlflowRecorder(cfg, [])
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path, recorder=recorder, on_epoch=interrupt)
+    run = client_for(mlflow_uri).get_run(recorder.run_id)
+    assert run.info.status == "KILLED" and run.data.tags["status"] == "killed"
+    assert len(metric_history(mlflow_uri, recorder.run_id, "val_accuracy")) == 1
+
+
+def test_a_run_killed_by_sigterm_in_a_subprocess_is_killed_in_mlflow(data_root, mlflow_uri, tmp_path):
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [str(CONSOLE_SCRIPT), *tiny_overrides(data_root), "tracking=local", f"tracking.uri={mlflow_uri}",
+         "trainer.epochs=100000", f"hydra.run.dir={out}"], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    run_id = json.loads((out / "result.json").read_text())["mlflow_run_id"]
+    assert client_for(mlflow_uri).get_run(run_id).info.status == "KILLED"
+
+
+def test_tracking_off_records_nothing(tiny_config, tmp_path):
+    result = train(tiny_config(), tmp_path)  # tiny configs run with tracking=off
+    assert result.mlflow_run_id is None and not (tmp_path / "mlflow").exists()
+
+
+def _children(uri, parent_id):
+    client = client_for(uri)
+    parent = client.get_run(parent_id)
+    return client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'")
+
+
+def _sweep_parent(uri, experiment="tests"):
+    client = client_for(uri)
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    (parent,) = client.search_runs([experiment_id], "tags.`mlplab.kind` = 'sweep'")
+    return parent
+
+
+def test_a_two_job_multirun_is_one_parent_with_two_children_and_the_best_recorded(data_root, mlflow_uri, tmp_path):
+    run = run_cli(["-m", *tiny_overrides(data_root), "tracking=local", f"tracking.uri={mlflow_uri}",
+                   "tracking.experiment=tests", "optimizer.lr=0.01,3.0", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                  cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    parent = _sweep_parent(mlflow_uri)
+    children = _children(mlflow_uri, parent.info.run_id)
+    assert parent.info.status == "FINISHED" and len(children) == 2
+    assert {c.data.tags["job_num"] for c in children} == {"0", "1"}
+    assert all(c.data.tags["sweep_id"] == parent.data.tags["sweep_id"] for c in children)
+    best = max(children, key=lambda c: c.data.metrics["final_val_accuracy"])
+    assert parent.data.tags["best_run_id"] == best.info.run_id
+    assert parent.data.metrics["best_final_val_accuracy"] == best.data.metrics["final_val_accuracy"]
+    assert parent.data.tags["best_overrides"] == best.data.tags["overrides"]
+    assert "optimizer.lr=3.0" in parent.data.tags["best_overrides"]
+
+
+def test_two_parallel_jobs_on_one_sqlite_store_lose_nothing(data_root, mlflow_uri, tmp_path):
+    run = run_cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *tiny_overrides(data_root),
+                   "tracking=local", f"tracking.uri={mlflow_uri}", "tracking.experiment=tests", "trainer.epochs=3",
+                   "trainer.validate_every=100", "optimizer.lr=0.5,1.0", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                  cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    parent = _sweep_parent(mlflow_uri)
+    children = _children(mlflow_uri, parent.info.run_id)
+    assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
+    for child in children:
+        assert len(metric_history(mlflow_uri, child.info.run_id, "val_accuracy")) == 3
+        assert len(metric_history(mlflow_uri, child.info.run_id, "check_val_accuracy")) == 18  # 1800 images / 100
+
+
+def test_a_failing_job_fails_the_sweep_parent_but_keeps_the_other_jobs(data_root, mlflow_uri, tmp_path):
+    run = run_cli(["-m", *tiny_overrides(data_root), "tracking=local", f"tracking.uri={mlflow_uri}",
+                   "tracking.experiment=tests", "optimizer.lr=1.0,-1", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                  cwd=tmp_path)
+    assert run.returncode == 2 and "optimizer.lr=-1.0 must be > 0" in run.stderr
+    parent = _sweep_parent(mlflow_uri)
+    children = _children(mlflow_uri, parent.info.run_id)
+    assert parent.info.status == "FAILED" and [c.info.status for c in children] == ["FINISHED"]
+
+
+def test_secrets_in_uris_are_masked():
+    assert mask_secrets("postgresql://alice:s3cret@db:5432/x") == "postgresql://alice:***@db:5432/x"
+    assert mask_secrets("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert flatten({"tracking": {"uri": "https://bob:pw@host/x"}}) == {"tracking.uri": "https://bob:***@host/x"}
+
+
+def test_mlplab_runs_lists_runs_best_first_with_what_distinguishes_them(tiny_config, mlflow_uri, tmp_path):
+    from mlplab.runs import list_runs
+
+    for lr in ("0.01", "3.0"):
+        record(tracked(tiny_config, mlflow_uri, f"optimizer.lr={lr}"), tmp_path / lr)
+    text = list_runs(mlflow_uri, "tests", "final_val_accuracy", 20, "train").splitlines()
+    assert text[0].split()[:4] == ["run", "name", "status", "final_val_accuracy"]
+    assert "optimizer.lr=3.0" in text[2] and "optimizer.lr=0.01" in text[3]  # best first
+    assert "trainer.epochs" not in text[2]  # equal in both runs: not shown
+
+
+def test_a_rerun_from_the_record_reproduces_the_run_exactly(tiny_config, mlflow_uri, tmp_path):
+    from mlplab.runs import rerun
+
+    _, run = record(tracked(tiny_config, mlflow_uri, "trainer.epochs=2", "regularization=dropout"), tmp_path / "a")
+    report = rerun(mlflow_uri, run.info.run_id, tmp_path / "again")
+    assert "(identical)" in report
+    (folder,) = (tmp_path / "again").iterdir()
+    first, second = (torch.load(p / "model.pt", weights_only=True) for p in (tmp_path / "a", folder))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(mlflow_uri, tmp_path):
+    """`mlflow server` over the test store on a free 127.0.0.1 port, stopped when the test ends."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", mlflow_uri,
+         "--artifacts-destination", str(tmp_path / "served-artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise RuntimeError("mlflow server did not start")
+                time.sleep(0.5)
+        yield url
+    finally:
+        import os
+
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_runs_are_found_through_a_tracking_servers_rest_api(tiny_config, mlflow_uri, mlflow_server, tmp_path):
+    _, local_run = record(tracked(tiny_config, mlflow_uri), tmp_path / "local")  # straight into the store
+    server_cfg = tiny_config("tracking=server", f"tracking.uri={mlflow_server}", "tracking.experiment=tests")
+    server_result, server_run = record(server_cfg, tmp_path / "served")  # through the server's REST API
+
+    def post(path, body):
+        request = urllib.request.Request(f"{mlflow_server}/api/2.0/mlflow/{path}", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    with urllib.request.urlopen(f"{mlflow_server}/api/2.0/mlflow/experiments/get-by-name?experiment_name=tests",
+                                timeout=10) as response:
+        experiment = json.load(response)["experiment"]
+    runs = post("runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
+    found = {r["info"]["run_id"]: r for r in runs}
+    assert {local_run.info.run_id, server_run.info.run_id} <= set(found)
+    served = found[server_run.info.run_id]
+    assert served["info"]["status"] == "FINISHED"
+    metrics = {m["key"]: m["value"] for m in served["data"]["metrics"]}
+    assert metrics["test_accuracy"] == pytest.approx(server_result.test_accuracy)
+    artifacts = json.load(urllib.request.urlopen(
+        f"{mlflow_server}/api/2.0/mlflow/artifacts/list?run_id={server_run.info.run_id}", timeout=10))
+    assert "learning_curves.png" in {f["path"] for f in artifacts["files"]}
