@@ -1,5 +1,5 @@
 # The two commands of the README, plus the benchmark. Each target sets itself up first (idempotently).
-.PHONY: setup train test bench
+.PHONY: setup train test bench bench-tracking ui
 
 setup:
 	@scripts/setup.sh
@@ -14,3 +14,10 @@ test: setup
 
 bench: setup
 	.venv/bin/python bench/epoch_speed.py $(ARGS)
+
+bench-tracking: setup
+	.venv/bin/python bench/tracking_overhead.py $(ARGS)
+
+# The MLflow UI over the project's store, on http://127.0.0.1:5000 (loopback only).
+ui: setup
+	.venv/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000

@@ -64,6 +64,18 @@ def data_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def keep_the_project_store_clean(tmp_path_factory):
+    """Any run a test records without naming a store lands in a throw-away one, never in mlruns/."""
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path_factory.mktemp('default-store') / 'mlflow.db'}"
+    yield
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
 @pytest.fixture(scope="session")
 def template_store(tmp_path_factory) -> Path:
     """A migrated, empty MLflow sqlite store (migration costs ~1.5 s: do it once, copy it per test)."""

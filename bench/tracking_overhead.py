@@ -1,0 +1,95 @@
+"""What recording a run in MLflow costs: the default job with ``tracking=off`` and with the sqlite store.
+
+    .venv/bin/python bench/tracking_overhead.py [--epochs 30] [--repeats 3]
+
+Both variants train the default experiment (the Q2 network, 784-100-10, batch 300) on real
+Fashion-MNIST in one process, alternating off / on so drifts in the machine's speed hit both alike. The
+"on" variant writes to a fresh, already-migrated sqlite store (creating one costs ~1.5 s once per store,
+not per run) and records everything a run records: params, tags, per-epoch metrics, the two PNGs,
+result.json and the model. Two figures, because this machine's speed drifts by ±20 % between identical runs:
+- the time spent inside the recorder's calls (all tracking work is done there, synchronously), as a share
+  of the run's wall time — precise, and what the README quotes;
+- (on − off) / off of the whole ``train`` call, medians of ``--repeats`` alternating pairs — the direct
+  comparison, as noisy as the machine.
+Importing MLflow (paid once per process) is printed apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from mlplab import data as data_module
+from mlplab.config import TrainConfig
+from mlplab.train import resolve_device, train
+
+
+def timed(recorder, inside: dict[str, list[float]]):
+    """Wrap each of the recorder's calls with a stopwatch; ``inside[name]`` collects the seconds."""
+    for name in ("start", "on_data", "on_epoch", "on_check", "end"):
+        method = getattr(recorder, name)
+
+        def stopwatch(*args, _method=method, _name=name, **kwargs):
+            started = time.perf_counter()
+            try:
+                return _method(*args, **kwargs)
+            finally:
+                inside.setdefault(_name, []).append(time.perf_counter() - started)
+
+        setattr(recorder, name, stopwatch)
+    return recorder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    import mlflow  # noqa: F401 - timed on purpose
+
+    import_seconds = time.perf_counter() - started
+    from mlplab.tracking import MlflowRecorder, Recorder, client_for
+
+    cfg = TrainConfig()
+    cfg.data.standardize = True  # as conf/train.yaml
+    cfg.trainer.epochs, cfg.trainer.progress, cfg.optimizer.lr = args.epochs, False, 1.0
+    device = resolve_device(cfg.trainer.device)
+    splits = data_module.load(cfg.data, device)
+    times: dict[str, list[float]] = {"off": [], "on": []}
+    inside: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        cfg.tracking.uri = f"sqlite:///{Path(folder) / 'mlruns' / 'mlflow.db'}"
+        client_for(cfg.tracking.uri)  # migrate the new store once, as the project's store is
+        for repeat in range(args.repeats + 1):
+            for variant in ("off", "on"):
+                recorder = timed(MlflowRecorder(cfg, ["bench"]), inside) if variant == "on" else Recorder()
+                started = time.perf_counter()
+                train(cfg, Path(folder) / f"{variant}{repeat}", quiet=True, splits=splits, recorder=recorder)
+                if repeat:  # the first pair warms up caches, fonts and MLflow's lazy imports
+                    times[variant].append(time.perf_counter() - started)
+                else:
+                    inside.clear()
+    off, on = statistics.median(times["off"]), statistics.median(times["on"])
+    runs = args.repeats
+    per_run = {name: sum(ts) / runs for name, ts in inside.items()}
+    tracking_seconds = sum(per_run.values())
+    print(f"device {device}, torch {torch.__version__}; {args.epochs} epochs of the default job; "
+          f"median of {args.repeats} alternating pairs; importing mlflow once: {import_seconds:.2f} s")
+    print("runs (s): " + "  ".join(f"{v}={' '.join(f'{t:.2f}' for t in ts)}" for v, ts in times.items()))
+    print("| tracking | s / run | overhead |")
+    print("|---|---:|---:|")
+    print(f"| off | {off:.2f} | |")
+    print(f"| sqlite store | {on:.2f} | {100 * (on - off) / off:+.1f} % ({on - off:.2f} s) |")
+    print(f"\ntime inside the recorder per run: {tracking_seconds:.3f} s = {100 * tracking_seconds / on:.1f} % of the run "
+          f"({', '.join(f'{name} {seconds:.3f} s' for name, seconds in per_run.items())})")
+
+
+if __name__ == "__main__":
+    main()
