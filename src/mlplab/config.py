@@ -1,14 +1,14 @@
 """The typed shape of a training config.
 
 Hydra composes YAML groups from ``conf/`` on top of these dataclasses (registered in the ConfigStore as
-``train_schema``), so a misspelt key fails at composition time. Range checks live in ``__post_init__``:
+the ``schema`` group), so a misspelt key fails at composition time. Range checks live in ``__post_init__``:
 ``OmegaConf.to_object`` builds the dataclasses, which runs them before any data is touched.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -150,6 +150,7 @@ class TrainerConfig:
     checkpoint: bool = True  # write checkpoint.pt in the job directory after every epoch
     resume: Optional[str] = None  # path to a checkpoint.pt to continue from
     progress: bool = True  # a progress bar per epoch (always off in multirun)
+    evaluate_test: bool = True  # off in search trials: models are chosen on validation, the test set is touched once
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, f"trainer.epochs={self.epochs} must be >= 1")
@@ -190,5 +191,73 @@ class TrainConfig:
     name: str = "mlplab"  # a label for the run (presets set one)
 
 
+SAMPLERS = ("tpe", "gp", "random", "qmc", "grid")
+PRUNERS = ("median", "successive_halving", "hyperband", "none")
+SPACE_TYPES = ("float", "int", "categorical")
+
+
+@dataclass
+class SearchConfig:
+    name: str = "search"
+    # config key → {type: float|int|categorical, low, high, log, step, choices}. Besides any training key,
+    # ``model.width`` (every hidden layer's size) and ``model.depth`` (number of hidden layers) rebuild model.sizes.
+    space: dict[str, Any] = field(default_factory=dict)
+    n_trials: int = 20  # in total, over every worker and every resumed run
+    timeout: Optional[float] = None  # seconds for this run of the command
+    direction: str = "maximize"
+    metric: str = "val_accuracy"  # reported every epoch and returned by each trial
+    seed: int = 0
+    sampler: str = "tpe"
+    pruner: str = "median"
+    pruner_startup_trials: int = 3  # median: trials completed before any pruning
+    pruner_warmup_epochs: int = 1  # median: epochs a trial always gets
+    min_epochs: int = 1  # successive halving / hyperband: the smallest budget
+    storage: Optional[str] = None  # None: sqlite:///<project>/mlruns/optuna.db; or a journal file / PostgreSQL URL
+    study_name: Optional[str] = None  # None: the search's name
+    workers: int = 1  # worker processes on this machine
+    heartbeat_seconds: int = 10  # RDB storages: a trial silent for 2× this is stale, failed and retried
+    final_test: bool = True  # retrain the best configuration once and evaluate it on the test set
+    write_experiment: bool = True  # write search_<study>.yaml for `mlplab-train experiment=…`
+    experiment_dir: Optional[str] = None  # where it goes; None: the project's conf/experiment
+
+    def __post_init__(self) -> None:
+        _require(self.n_trials >= 1, f"search.n_trials={self.n_trials} must be >= 1")
+        _require(self.workers >= 1, f"search.workers={self.workers} must be >= 1")
+        _require(self.heartbeat_seconds >= 1, f"search.heartbeat_seconds={self.heartbeat_seconds} must be >= 1")
+        _require(self.timeout is None or self.timeout > 0, "search.timeout must be > 0 seconds (or null)")
+        _one_of("search.direction", self.direction, ("maximize", "minimize"))
+        _one_of("search.metric", self.metric, ("val_accuracy", "val_loss"))
+        _one_of("search.sampler", self.sampler, SAMPLERS)
+        _one_of("search.pruner", self.pruner, PRUNERS)
+        for key, spec in self.space.items():
+            _check_space(key, spec, self.sampler)
+
+
+def _check_space(key: str, spec: Any, sampler: str) -> None:
+    _require(isinstance(spec, dict) and "type" in spec,
+             f"search.space.{key} needs a type: float, int or categorical")
+    kind = spec["type"]
+    _one_of(f"search.space.{key}.type", kind, SPACE_TYPES)
+    known = {"type", "low", "high", "log", "step", "choices"}
+    _require(set(spec) <= known, f"search.space.{key} has unknown fields {sorted(set(spec) - known)}: use {sorted(known)}")
+    if kind == "categorical":
+        _require(bool(spec.get("choices")), f"search.space.{key} is categorical: give choices: [...]")
+        return
+    _require("low" in spec and "high" in spec, f"search.space.{key} needs low and high")
+    _require(spec["low"] <= spec["high"], f"search.space.{key}: low={spec['low']} > high={spec['high']}: swap them")
+    if spec.get("log"):
+        _require(spec["low"] > 0, f"search.space.{key}: a log scale needs low > 0")
+    _require(sampler != "grid", f"search.sampler=grid needs categorical choices, but search.space.{key} is a {kind} range")
+
+
+@dataclass
+class SearchAppConfig(TrainConfig):
+    search: SearchConfig = field(default_factory=SearchConfig)
+
+
 def register() -> None:
-    ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+    """The typed root of a config: ``schema=train`` for mlplab-train, ``schema=search`` (training plus
+    ``search``) for mlplab-search. A group, so search.yaml can include train.yaml and swap its schema."""
+    store = ConfigStore.instance()
+    store.store(group="schema", name="train", node=TrainConfig, package="_global_")
+    store.store(group="schema", name="search", node=SearchAppConfig, package="_global_")

@@ -40,7 +40,7 @@ SELECTION_METRIC = "final_val_accuracy"  # what a sweep's parent ranks its child
 MAX_PARAMS_PER_BATCH, MAX_METRICS_PER_BATCH, MAX_PARAM_CHARS = 100, 1000, 6000  # MLflow's limits
 FLUSH_INTERVAL_S = 2.0  # a sqlite write costs ~5 ms: short epochs are written a few at a time
 RUN_STATUS = {"finished": "FINISHED", "early_stopped": "FINISHED", "diverged": "FAILED", "failed": "FAILED",
-              "killed": "KILLED"}
+              "killed": "KILLED", "pruned": "KILLED"}  # a pruned trial was stopped on purpose: tag status=pruned
 
 
 class TrackingError(RuntimeError):

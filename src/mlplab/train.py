@@ -38,6 +38,10 @@ log = logging.getLogger("mlplab")
 EVAL_BATCH = 10_000  # evaluation runs in a few large batches: fast, and bounded in memory
 
 
+class Pruned(Exception):
+    """Raised by an ``on_epoch`` callback (a search's pruner) to stop a run that is not worth finishing."""
+
+
 @dataclass
 class EpochMetrics:
     epoch: int
@@ -52,7 +56,7 @@ class EpochMetrics:
 
 @dataclass
 class Result:
-    status: str  # finished | diverged | early_stopped | killed | failed
+    status: str  # finished | diverged | early_stopped | killed | failed | pruned
     val_accuracy: Optional[float] = None  # of the final model (the best epoch's with trainer.keep_best)
     best_val_accuracy: Optional[float] = None
     best_epoch: Optional[int] = None
@@ -154,6 +158,9 @@ def train(
         _train(cfg, out_dir, result, quiet, on_epoch, splits, recorder, job)
     except KeyboardInterrupt:
         result.status, result.detail = "killed", "interrupted (SIGINT/SIGTERM)"
+        raise
+    except Pruned as pruned:
+        result.status, result.detail = "pruned", str(pruned)
         raise
     except Exception as error:
         result.status, result.detail = "failed", f"{type(error).__name__}: {error}"
@@ -276,7 +283,8 @@ def _train(cfg, out_dir, result, quiet, on_epoch, splits, recorder, job) -> None
         result.best_epoch, result.best_val_accuracy = best_epoch, history[best_epoch - 1]["val_accuracy"]
     if validation is not None:
         result.val_accuracy = evaluate(net, validation, cost)[1]
-    result.test_loss, result.test_accuracy = evaluate(net, test, cost)
+    if t.evaluate_test:
+        result.test_loss, result.test_accuracy = evaluate(net, test, cost)
     result.status, result.detail = status, detail
     torch.save(net.state_dict(), out_dir / "model.pt")
 
