@@ -30,7 +30,7 @@ from mlplab.config import DataConfig, TrainConfig
 from mlplab.initializers import initialize
 from mlplab.losses import cross_entropy
 from mlplab.model import MLP
-from mlplab.train import evaluate, train
+from mlplab.train import train
 
 SIZES, BATCH, LR = [784, 100, 10], 300, 1.0
 

@@ -16,6 +16,21 @@ if [ ! -f "$FASHION/train-images-idx3-ubyte.gz" ]; then
   fi
 fi
 
+# PostgreSQL's server binaries, for the distributed-search test (the tests start and stop their own server).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "setup: installing Debian's postgresql (a throw-away server for the distributed-search test)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    # The package may start a default cluster; the tests run their own, so leave no server behind.
+    if command -v pg_lsclusters >/dev/null 2>&1; then
+      pg_lsclusters -h | while read -r version cluster _; do pg_ctlcluster "$version" "$cluster" stop 2>/dev/null || true; done
+    fi
+  else
+    echo "setup: note: PostgreSQL is missing and apt-get cannot run here; its test will be skipped" >&2
+  fi
+fi
+
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $("$PYTHON" --version)"

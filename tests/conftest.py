@@ -121,3 +121,16 @@ def run_cli(args: list[str], cwd: Path, env_extra: dict | None = None, timeout: 
     env.pop("HYDRA_FULL_ERROR", None)
     command = [str(CONSOLE_SCRIPT), *args]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def signal_when(command: list[str], cwd: Path, ready: Path, signum: int, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Start ``command``, wait until ``ready`` exists (e.g. a first checkpoint), send ``signum``, collect it."""
+    import time
+
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + timeout
+    while not ready.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)

@@ -2,12 +2,10 @@
 
 import json
 import signal
-import subprocess
-import time
 
 import pytest
 
-from conftest import CONSOLE_SCRIPT, run_cli, tiny_overrides
+from conftest import CONSOLE_SCRIPT, run_cli, signal_when, tiny_overrides
 
 
 def results_under(folder):
@@ -72,13 +70,8 @@ def test_debug_switch_shows_the_traceback(data_root, tmp_path):
 
 def test_sigterm_marks_the_run_killed_and_exits_143(data_root, tmp_path):
     out = tmp_path / "run"
-    process = subprocess.Popen([str(CONSOLE_SCRIPT), *tiny_overrides(data_root), "trainer.epochs=100000", f"hydra.run.dir={out}"],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (out / "checkpoint.pt").exists() and time.time() < deadline:
-        time.sleep(0.1)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 143, stderr
+    run = signal_when([str(CONSOLE_SCRIPT), *tiny_overrides(data_root), "trainer.epochs=100000", f"hydra.run.dir={out}"],
+                      tmp_path, out / "checkpoint.pt", signal.SIGTERM)
+    assert run.returncode == 143, run.stderr
     result = json.loads((out / "result.json").read_text())
     assert result["status"] == "killed" and result["epochs_run"] >= 1

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import subprocess
-import time
 from pathlib import Path
 
 import optuna
@@ -14,7 +14,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import CONSOLE_SCRIPT, run_cli, tiny_overrides
+from conftest import CONSOLE_SCRIPT, run_cli, signal_when, tiny_overrides
 from mlplab.cli import CONF_DIR, explain
 from mlplab.config import ConfigError, SearchConfig, TrainConfig, register
 from mlplab.search import apply, check_keys, run_study
@@ -231,3 +231,23 @@ def test_two_processes_share_one_study_through_postgresql(data_root, mlflow_uri,
     assert sorted(int(r.data.tags["trial_number"]) for r in runs) == list(range(6))
     worked = [sum(" - trial " in line for line in (out + err).splitlines()) for out, err in outputs]
     assert all(n >= 1 for n in worked), worked  # both processes really took trials
+
+
+def test_ctrl_c_then_the_same_command_completes_the_study_to_n_trials(data_root, mlflow_uri, tmp_path):
+    journal = tmp_path / "study.journal"
+    command = [str(SEARCH_SCRIPT), *tiny_overrides(data_root), "tracking=local", f"tracking.uri={mlflow_uri}",
+               "tracking.experiment=tests", "search=q2_lr", "search.n_trials=4", "search.pruner=none",
+               "trainer.epochs=50", f"search.storage={journal}", "search.write_experiment=false", "search.final_test=false"]
+    first = signal_when([*command, f"hydra.run.dir={tmp_path / 'first'}"], tmp_path, tmp_path / "first" / "trial_0001",
+                        signal.SIGINT)
+    assert first.returncode == 130, first.stderr
+    rerun = subprocess.run([*command, "trainer.epochs=2", f"hydra.run.dir={tmp_path / 'second'}"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    trials, parent, runs = _trials_and_runs(str(journal), "q2_lr", mlflow_uri)
+    interrupted = [t for t in trials if t.user_attrs.get("interrupted")]
+    assert len(interrupted) == 1 and interrupted[0].state == optuna.trial.TrialState.FAIL
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) == 4  # the budget, not counting the killed one
+    assert parent.info.status == "FINISHED"
+    killed = [r for r in runs if r.data.tags.get("status") == "killed"]
+    assert len(killed) == 1 and killed[0].info.status == "KILLED"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import CONSOLE_SCRIPT, run_cli, tiny_overrides
+from conftest import CONSOLE_SCRIPT, run_cli, signal_when, tiny_overrides
 from mlplab.data import IDX_FILES
 from mlplab.model import build as build_model
 from mlplab.tracking import MlflowRecorder, client_for, flatten, mask_secrets
@@ -129,16 +129,9 @@ def test_an_interrupt_ends_the_run_killed(tiny_config, mlflow_uri, tmp_path):
 
 def test_a_run_killed_by_sigterm_in_a_subprocess_is_killed_in_mlflow(data_root, mlflow_uri, tmp_path):
     out = tmp_path / "run"
-    process = subprocess.Popen(
-        [str(CONSOLE_SCRIPT), *tiny_overrides(data_root), "tracking=local", f"tracking.uri={mlflow_uri}",
-         "trainer.epochs=100000", f"hydra.run.dir={out}"], cwd=tmp_path, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (out / "checkpoint.pt").exists() and time.time() < deadline:
-        time.sleep(0.1)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 143, stderr
+    run = signal_when([str(CONSOLE_SCRIPT), *tiny_overrides(data_root), "tracking=local", f"tracking.uri={mlflow_uri}",
+                       "trainer.epochs=100000", f"hydra.run.dir={out}"], tmp_path, out / "checkpoint.pt", signal.SIGTERM)
+    assert run.returncode == 143, run.stderr
     run_id = json.loads((out / "result.json").read_text())["mlflow_run_id"]
     assert client_for(mlflow_uri).get_run(run_id).info.status == "KILLED"
 

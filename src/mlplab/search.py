@@ -80,7 +80,9 @@ def grid_space(space: dict[str, Any]) -> dict[str, list]:
 
 def make_sampler(cfg: SearchConfig) -> optuna.samplers.BaseSampler:
     if cfg.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=min(10, max(2, cfg.n_trials // 4)))
+        # multivariate: rate and width interact (wider layers want other rates), so model them jointly
+        return optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=min(10, max(2, cfg.n_trials // 4)),
+                                          multivariate=True)
     if cfg.sampler == "gp":
         return optuna.samplers.GPSampler(seed=cfg.seed, n_startup_trials=min(10, max(2, cfg.n_trials // 4)))
     if cfg.sampler == "random":
@@ -203,11 +205,10 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial, seconds: int) -> Iterato
     done = threading.Event()
 
     def beat() -> None:
-        while not done.wait(0 if not beat.started else seconds):
-            beat.started = True
+        storage.record_heartbeat(trial._trial_id)
+        while not done.wait(seconds):
             storage.record_heartbeat(trial._trial_id)
 
-    beat.started = False
     thread = threading.Thread(target=beat, daemon=True, name="optuna-heartbeat")
     thread.start()
     try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import functools
-import hashlib
 import json
 import logging
 import os
