@@ -1,5 +1,5 @@
 # The two commands of the README, plus the benchmark. Each target sets itself up first (idempotently).
-.PHONY: setup train test bench bench-tracking ui
+.PHONY: setup train test bench bench-tracking bench-search ui
 
 setup:
 	@scripts/setup.sh
@@ -17,6 +17,9 @@ bench: setup
 
 bench-tracking: setup
 	.venv/bin/python bench/tracking_overhead.py $(ARGS)
+
+bench-search: setup
+	.venv/bin/python bench/search_vs_grid.py $(ARGS)
 
 # The MLflow UI over the project's store, on http://127.0.0.1:5000 (loopback only).
 ui: setup
