@@ -208,6 +208,7 @@ class SearchConfig:
     metric: str = "val_accuracy"  # reported every epoch and returned by each trial
     seed: int = 0
     sampler: str = "tpe"
+    startup_trials: Optional[int] = None  # tpe / gp: random trials first; None: a quarter of n_trials, 5 to 10
     pruner: str = "median"
     pruner_startup_trials: int = 3  # median: trials completed before any pruning
     pruner_warmup_epochs: int = 1  # median: epochs a trial always gets
@@ -223,6 +224,7 @@ class SearchConfig:
     def __post_init__(self) -> None:
         _require(self.n_trials >= 1, f"search.n_trials={self.n_trials} must be >= 1")
         _require(self.workers >= 1, f"search.workers={self.workers} must be >= 1")
+        _require(self.startup_trials is None or self.startup_trials >= 1, "search.startup_trials must be >= 1 (or null)")
         _require(self.heartbeat_seconds >= 1, f"search.heartbeat_seconds={self.heartbeat_seconds} must be >= 1")
         _require(self.timeout is None or self.timeout > 0, "search.timeout must be > 0 seconds (or null)")
         _one_of("search.direction", self.direction, ("maximize", "minimize"))
