@@ -30,7 +30,8 @@ from omegaconf import OmegaConf
 
 from .cli import CONF_DIR
 from .config import ConfigError, SearchConfig, TrainConfig
-from .tracking import PROJECT_ROOT, MlflowRecorder, Recorder, client_for, experiment_id, git_state, mask_secrets
+from .tracking import (PROJECT_ROOT, MlflowRecorder, Recorder, client_for, experiment_id, git_state, mask_secrets,
+                       resolve_uri)
 from .train import Pruned, summary_line, train
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -124,6 +125,9 @@ def suggest(trial: optuna.Trial, space: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+_MISSING = object()
+
+
 def check_keys(base: TrainConfig, space: dict[str, Any]) -> None:
     """Every key of the space must be a training config key (or model.width / model.depth)."""
     if not space:
@@ -133,9 +137,6 @@ def check_keys(base: TrainConfig, space: dict[str, Any]) -> None:
         if key not in DERIVED_KEYS and OmegaConf.select(node, key, default=_MISSING) is _MISSING:
             raise ConfigError(f"search.space.{key} is not a training config key: check its spelling "
                               "(`mlplab-train --cfg job` lists the keys; model.width and model.depth also work)")
-
-
-_MISSING = object()
 
 
 def apply(base: TrainConfig, values: dict[str, Any]) -> TrainConfig:
@@ -306,7 +307,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, ctx: Context) -> None:
     finally:
         tell(study, trial, value if state == optuna.trial.TrialState.COMPLETE else None, state)
         if recorder.run_id:
-            client = client_for(cfg.tracking.uri or _tracking_uri(ctx.base))
+            client = client_for(resolve_uri(cfg.tracking))
             client.set_tag(recorder.run_id, "trial_number", str(trial.number))
             client.set_tag(recorder.run_id, "trial_state", state.name)
 
@@ -319,12 +320,6 @@ def tell(study: optuna.Study, trial: optuna.Trial, value: Optional[float], state
         # study.optimize; the trial's state is stored before that, and our own budget ends the loop.
         if "Study.stop" not in str(error):
             raise
-
-
-def _tracking_uri(cfg: TrainConfig) -> str:
-    from .tracking import resolve_uri
-
-    return resolve_uri(cfg.tracking)
 
 
 def worker(ctx: Context) -> None:
@@ -342,7 +337,7 @@ def open_parent_run(ctx: Context, study: optuna.Study) -> Optional[str]:
     """One MLflow parent run per study, found again when the study is resumed."""
     if ctx.base.tracking.mode == "off":
         return None
-    uri = _tracking_uri(ctx.base)
+    uri = resolve_uri(ctx.base.tracking)
     client = client_for(uri)
     known = study.user_attrs.get("mlflow_parent_run_id")
     if known:
@@ -389,7 +384,7 @@ def run_study(base: TrainConfig, search: SearchConfig, out_dir: Path) -> dict[st
         raise
     finally:
         if ctx.parent_run_id:
-            client_for(_tracking_uri(base)).set_terminated(ctx.parent_run_id, status)
+            client_for(resolve_uri(base.tracking)).set_terminated(ctx.parent_run_id, status)
 
 
 def summarize(study: optuna.Study, ctx: Context) -> dict[str, Any]:
@@ -436,7 +431,7 @@ def write_experiment(cfg: TrainConfig, ctx: Context, best: optuna.trial.FrozenTr
 def record_on_parent(study: optuna.Study, ctx: Context, summary: dict[str, Any]) -> None:
     from mlflow.entities import Metric, Param, RunTag
 
-    client = client_for(_tracking_uri(ctx.base))
+    client = client_for(resolve_uri(ctx.base.tracking))
     now = int(time.time() * 1000)
     metrics = [Metric(key, float(summary[key]), now, 0) for key in
                ("best_value", "best_test_accuracy", "best_retrained_val_accuracy", "trials", "complete", "pruned", "fail")
