@@ -5,46 +5,12 @@ Matplotlib's object-oriented API with the Agg canvas: no pyplot global state, no
 
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
-from typing import Callable
 
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-
-
-def draw_in_background(*drawings: Callable[[], Path]) -> Callable[[], None]:
-    """Draw each figure in a forked child process and return a function that waits for them all.
-
-    Drawing costs ~0.3 s of pure Python, and by the time a run ends the cores are idle: the parent logs the
-    model meanwhile. A child only draws and writes its PNG (no torch, no MLflow) and leaves with
-    ``os._exit``. Where there is no fork, the figures are drawn here, one after the other."""
-    if not hasattr(os, "fork"):
-        for draw in drawings:
-            draw()
-        return lambda: None
-    children = []
-    for draw in drawings:
-        pid = os.fork()
-        if pid == 0:  # the child
-            code = 1
-            try:
-                draw()
-                code = 0
-            finally:
-                os._exit(code)
-        children.append(pid)
-
-    def wait() -> None:
-        for pid in children:
-            _, status = os.waitpid(pid, 0)
-            if status != 0:
-                logging.getLogger("mlplab").warning("a figure could not be drawn (child exit status %d)", status)
-
-    return wait
 
 
 def _save(figure: Figure, path: Path) -> Path:

@@ -283,27 +283,21 @@ class MlflowRecorder(Recorder):
         (folder / "overrides.yaml").write_text(mask_secrets(OmegaConf.to_yaml(OmegaConf.create(list(self.overrides)))))
         (folder / "result.json").write_text(json.dumps(dataclasses.asdict(result), indent=2, default=str))
         title = run_name(self.cfg)
-        trained = net is not None and splits is not None and result.status in ("finished", "early_stopped")
-        drawings = []
         if self.cfg.tracking.plots and result.history:
-            drawings.append(functools.partial(plots.learning_curves, result.history, folder / "learning_curves.png", title))
-        if self.cfg.tracking.plots and trained:
+            plots.learning_curves(result.history, folder / "learning_curves.png", title)
+        if net is not None and splits is not None and result.status in ("finished", "early_stopped"):
             from .train import predict
 
-            counts = plots.confusion_counts(predict(net, splits.test.x), splits.test.y, splits.num_classes).cpu()
-            drawings.append(functools.partial(plots.confusion_matrix, counts, splits.class_names,
-                                              folder / "confusion_matrix.png", title))
-        figures_drawn = plots.draw_in_background(*drawings)
-        try:
-            if trained and self.cfg.tracking.log_model and status == "FINISHED":
-                self._log_model(net, splits)
-        finally:
-            figures_drawn()
+            if self.cfg.tracking.plots:
+                counts = plots.confusion_counts(predict(net, splits.test.x), splits.test.y, splits.num_classes)
+                plots.confusion_matrix(counts, splits.class_names, folder / "confusion_matrix.png", title)
         self.client.log_artifacts(self.run_id, str(folder))
+        if net is not None and splits is not None and self.cfg.tracking.log_model and status == "FINISHED":
+            self._log_model(net, splits, status)
 
-    def _log_model(self, net, splits) -> None:
-        """``mlflow.pytorch.log_model`` needs the run active in MLflow's fluent API. Leaving that API ends
-        the run, so it is left RUNNING there; ``end`` sets the final status once the figures are in."""
+    def _log_model(self, net, splits, status: str) -> None:
+        """``mlflow.pytorch.log_model`` needs the run active in MLflow's fluent API; ending it there sets
+        the final status."""
         import importlib.metadata
 
         import mlflow
@@ -326,7 +320,7 @@ class MlflowRecorder(Recorder):
                 pip_requirements=[f"torch=={importlib.metadata.version('torch')}", "mlplab"])
             self.client.set_tag(self.run_id, "model_uri", info.model_uri)
         finally:
-            mlflow.end_run(status="RUNNING")
+            mlflow.end_run(status=status)
 
 
 def _finite(value: Any) -> bool:
