@@ -6,6 +6,7 @@ import dataclasses
 import json
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import optuna
@@ -251,3 +252,22 @@ def test_ctrl_c_then_the_same_command_completes_the_study_to_n_trials(data_root,
     assert parent.info.status == "FINISHED"
     killed = [r for r in runs if r.data.tags.get("status") == "killed"]
     assert len(killed) == 1 and killed[0].info.status == "KILLED"
+
+
+def test_a_killed_workers_trial_is_failed_and_retried_and_the_study_ends_at_n_trials(data_root, tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"  # an RDB storage: trials carry heartbeats
+    command = [str(SEARCH_SCRIPT), *tiny_overrides(data_root), "search=q2_lr", "search.n_trials=3",
+               "search.pruner=none", f"search.storage={storage}", "search.heartbeat_seconds=1",
+               "search.write_experiment=false", "search.final_test=false"]
+    killed = signal_when([*command, "trainer.epochs=100000", f"hydra.run.dir={tmp_path / 'first'}"], tmp_path,
+                         tmp_path / "first" / "trial_0000", signal.SIGKILL)  # kill -9 in the middle of trial 0
+    assert killed.returncode == -signal.SIGKILL
+    time.sleep(2.5)  # past the grace period (2 heartbeats) of the dead worker's trial
+    again = subprocess.run([*command, "trainer.epochs=1", f"hydra.run.dir={tmp_path / 'second'}"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    trials = optuna.load_study(study_name="q2_lr", storage=storage).trials
+    (stale,) = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
+    (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == stale.number]
+    assert stale.number == 0 and retry.state == optuna.trial.TrialState.COMPLETE and retry.params == stale.params
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) == 3

@@ -203,11 +203,17 @@ def _engine(url: str):
     return _engines[url]
 
 
+def heartbeat_enabled(study: optuna.Study) -> bool:
+    """RDB storages made by ``make_storage`` (Optuna wraps them in a cache, hence no isinstance check)."""
+    get_interval = getattr(study._storage, "get_heartbeat_interval", None)
+    return callable(get_interval) and get_interval() is not None
+
+
 @contextlib.contextmanager
 def heartbeat(study: optuna.Study, trial: optuna.Trial, seconds: int) -> Iterator[None]:
     """Record the trial's heartbeat while it runs (RDB storages), as ``study.optimize`` would."""
     storage = study._storage
-    if not isinstance(storage, optuna.storages.RDBStorage):
+    if not heartbeat_enabled(study):
         yield
         return
     done = threading.Event()
@@ -259,8 +265,8 @@ def next_trial(study: optuna.Study, ctx: Context) -> Optional[optuna.Trial]:
     """A new trial if the budget allows, else None; stale trials of dead workers are failed first."""
     if ctx.deadline is not None and time.time() >= ctx.deadline:
         return None
-    if isinstance(study._storage, optuna.storages.RDBStorage):
-        optuna.storages.fail_stale_trials(study)
+    if heartbeat_enabled(study):
+        optuna.storages.fail_stale_trials(study)  # a dead worker's trial: FAIL, and retried once
     with budget_lock(storage_url(ctx.search), ctx.study_name):
         if counted(study) >= budget(ctx.search):
             return None
