@@ -29,12 +29,13 @@ def _log_a_and_log_1_minus_a(z: torch.Tensor, output: str) -> tuple[torch.Tensor
     return z - log_sum, torch.logsumexp(others, dim=2) - log_sum
 
 
-def _activate(z: torch.Tensor, output: str) -> torch.Tensor:
+def activate(z: torch.Tensor, output: str) -> torch.Tensor:
+    """aᴸ from zᴸ: the output layer's sigmoid or softmax."""
     return torch.sigmoid(z) if output == "sigmoid" else torch.softmax(z, dim=1)
 
 
 def quadratic(z: torch.Tensor, y: torch.Tensor, output: str) -> torch.Tensor:
-    a = _activate(z, output)
+    a = activate(z, output)
     target = F.one_hot(y, a.shape[1]).to(a.dtype)
     return 0.5 * (a - target).pow(2).sum() / a.shape[0]
 

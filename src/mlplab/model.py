@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
+from .losses import activate
 
 
 class Step(nn.Module):
@@ -63,14 +64,16 @@ class MLP(nn.Module):
         return self.layers[-1](a)
 
     def output_activation(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(z) if self.output == "sigmoid" else torch.softmax(z, dim=1)
+        return activate(z, self.output)
 
     def weights(self) -> list[torch.Tensor]:
         """The weight matrices W^1..W^L: what L1/L2 regularisation acts on (biases are left alone)."""
         return [layer.weight for layer in self.layers]
 
-    def describe(self) -> str:
-        return "-".join(str(s) for s in self.sizes)
+
+def layer_string(sizes: list[int]) -> str:
+    """[784, 100, 10] → "784-100-10", as runs and summaries name a network."""
+    return "-".join(map(str, sizes))
 
 
 def build(cfg: ModelConfig, loss: str, dropout: float) -> MLP:

@@ -158,8 +158,9 @@ def git_state() -> tuple[str, str]:
 def run_name(cfg: TrainConfig) -> str:
     if cfg.tracking.run_name:
         return cfg.tracking.run_name
-    sizes = "-".join(map(str, cfg.model.sizes))
-    return f"{sizes} {cfg.model.activation} {cfg.optimizer.name} lr={cfg.optimizer.lr:g}"
+    from .model import layer_string
+
+    return f"{layer_string(cfg.model.sizes)} {cfg.model.activation} {cfg.optimizer.name} lr={cfg.optimizer.lr:g}"
 
 
 class Recorder:

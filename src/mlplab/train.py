@@ -282,7 +282,9 @@ def _train(cfg, out_dir, result, quiet, on_epoch, splits, recorder, job) -> None
         best_epoch, _ = best_so_far(history)
         result.best_epoch, result.best_val_accuracy = best_epoch, history[best_epoch - 1]["val_accuracy"]
     if validation is not None:
-        result.val_accuracy = evaluate(net, validation, cost)[1]
+        # The last epoch already measured these weights, unless keep_best swapped them or divergence cut it short.
+        same_weights = history and status != "diverged" and not (t.keep_best and best_state is not None)
+        result.val_accuracy = history[-1]["val_accuracy"] if same_weights else evaluate(net, validation, cost)[1]
     if t.evaluate_test:
         result.test_loss, result.test_accuracy = evaluate(net, test, cost)
     result.status, result.detail = status, detail
@@ -314,7 +316,7 @@ def summary_line(cfg: TrainConfig, result: Result, out_dir: Path) -> str:
     def pct(x: Optional[float]) -> str:
         return "n/a" if x is None else f"{100 * x:.2f}%"
 
-    what = f"{cfg.name} {'-'.join(map(str, cfg.model.sizes))} {cfg.model.activation} {cfg.optimizer.name} lr={cfg.optimizer.lr:g}"
+    what = f"{cfg.name} {model_module.layer_string(cfg.model.sizes)} {cfg.model.activation} {cfg.optimizer.name} lr={cfg.optimizer.lr:g}"
     return (f"{what}: {result.status} after {result.epochs_run} epochs in {result.train_seconds:.1f}s"
             f" — val {pct(result.val_accuracy)}, test {pct(result.test_accuracy)}"
             f"{'' if result.test_loss is None else f' (loss {result.test_loss:.4f})'} → {out_dir / 'result.json'}")
