@@ -8,6 +8,8 @@ and this module turns the exception into one line that names the problem and its
 from __future__ import annotations
 
 import functools
+import json
+import math
 import os
 import signal
 import sys
@@ -53,6 +55,34 @@ def explain(error: BaseException) -> str:
         return f"{key}: {message}" if key and key not in message else message
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
+
+
+def hydra_job(cfg) -> tuple[object, Path, list[str]]:
+    """Inside a Hydra task: (the typed config — its range checks run here —, the output dir, the overrides)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    hydra_cfg = HydraConfig.get()
+    return OmegaConf.to_object(cfg), Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task)
+
+
+def write_json(path: Path, data: dict) -> Path:
+    """A job's result file: written beside and renamed (never half-written), non-finite numbers as null."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(finite_or_none(data), indent=2))
+    partial.replace(path)
+    return path
+
+
+def finite_or_none(value):
+    """JSON has no NaN or infinity: a diverged loss is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite_or_none(v) for v in value]
+    return value
 
 
 def _fail_fast_in_single_runs(task: Callable) -> Callable:

@@ -22,19 +22,20 @@ SCHEDULES = ("constant", "piecewise", "halve_on_plateau", "reduce_on_plateau", "
 DATASETS = ("fashion_mnist", "mnist")
 DEVICES = ("auto", "cpu", "cuda")
 TRACKING_MODES = ("local", "server", "off")
+ENGINES = ("autograd", "seed")
 
 
 class ConfigError(ValueError):
     """A config value a user can fix; the message is one line naming the key and the fix."""
 
 
-def _require(condition: bool, message: str) -> None:
+def require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
 
 
-def _one_of(key: str, value: str, choices: tuple[str, ...]) -> None:
-    _require(value in choices, f"{key}={value!r} is not known: use one of {', '.join(choices)}")
+def one_of(key: str, value: str, choices: tuple[str, ...]) -> None:
+    require(value in choices, f"{key}={value!r} is not known: use one of {', '.join(choices)}")
 
 
 @dataclass
@@ -50,13 +51,13 @@ class DataConfig:
     download: bool = True  # let torchvision download when the files are nowhere on disk
 
     def __post_init__(self) -> None:
-        _one_of("data.name", self.name, DATASETS)
-        _require(self.validation_size >= 0, "data.validation_size must be >= 0 (0 means no validation split)")
-        _require(0.0 < self.fraction <= 1.0, f"data.fraction={self.fraction} must lie in (0, 1]")
+        one_of("data.name", self.name, DATASETS)
+        require(self.validation_size >= 0, "data.validation_size must be >= 0 (0 means no validation split)")
+        require(0.0 < self.fraction <= 1.0, f"data.fraction={self.fraction} must lie in (0, 1]")
         if self.classes is not None:
-            _require(len(self.classes) >= 2, "data.classes needs at least two classes, e.g. data.classes=[0,1]")
-            _require(len(set(self.classes)) == len(self.classes), f"data.classes={self.classes} repeats a class")
-            _require(all(0 <= c <= 9 for c in self.classes), f"data.classes={self.classes}: classes are 0..9")
+            require(len(self.classes) >= 2, "data.classes needs at least two classes, e.g. data.classes=[0,1]")
+            require(len(set(self.classes)) == len(self.classes), f"data.classes={self.classes} repeats a class")
+            require(all(0 <= c <= 9 for c in self.classes), f"data.classes={self.classes}: classes are 0..9")
 
 
 @dataclass
@@ -67,11 +68,11 @@ class ModelConfig:
     output: str = "auto"  # auto: softmax for log_likelihood, sigmoid otherwise
 
     def __post_init__(self) -> None:
-        _require(len(self.sizes) >= 2, f"model.sizes={self.sizes} needs at least input and output, e.g. [784,10]")
-        _require(all(s > 0 for s in self.sizes), f"model.sizes={self.sizes}: every layer size must be positive")
-        _one_of("model.activation", self.activation, ACTIVATIONS)
-        _one_of("model.output", self.output, OUTPUTS)
-        _require(self.leaky_slope >= 0, f"model.leaky_slope={self.leaky_slope} must be >= 0")
+        require(len(self.sizes) >= 2, f"model.sizes={self.sizes} needs at least input and output, e.g. [784,10]")
+        require(all(s > 0 for s in self.sizes), f"model.sizes={self.sizes}: every layer size must be positive")
+        one_of("model.activation", self.activation, ACTIVATIONS)
+        one_of("model.output", self.output, OUTPUTS)
+        require(self.leaky_slope >= 0, f"model.leaky_slope={self.leaky_slope} must be >= 0")
 
 
 @dataclass
@@ -79,7 +80,7 @@ class LossConfig:
     name: str = "cross_entropy"
 
     def __post_init__(self) -> None:
-        _one_of("loss.name", self.name, LOSSES)
+        one_of("loss.name", self.name, LOSSES)
 
 
 @dataclass
@@ -88,8 +89,8 @@ class InitializerConfig:
     biases: str = "standard_normal"
 
     def __post_init__(self) -> None:
-        _one_of("initializer.weights", self.weights, WEIGHT_INITIALIZERS)
-        _one_of("initializer.biases", self.biases, BIAS_INITIALIZERS)
+        one_of("initializer.weights", self.weights, WEIGHT_INITIALIZERS)
+        one_of("initializer.biases", self.biases, BIAS_INITIALIZERS)
 
 
 @dataclass
@@ -99,9 +100,9 @@ class RegularizationConfig:
     dropout: float = 0.0  # probability of dropping a hidden unit while training
 
     def __post_init__(self) -> None:
-        _require(self.l2 >= 0, f"regularization.l2={self.l2} must be >= 0")
-        _require(self.l1 >= 0, f"regularization.l1={self.l1} must be >= 0")
-        _require(0.0 <= self.dropout < 1.0, f"regularization.dropout={self.dropout} must lie in [0, 1)")
+        require(self.l2 >= 0, f"regularization.l2={self.l2} must be >= 0")
+        require(self.l1 >= 0, f"regularization.l1={self.l1} must be >= 0")
+        require(0.0 <= self.dropout < 1.0, f"regularization.dropout={self.dropout} must lie in [0, 1)")
 
 
 @dataclass
@@ -113,11 +114,11 @@ class OptimizerConfig:
     eps: float = 1e-8  # adam
 
     def __post_init__(self) -> None:
-        _one_of("optimizer.name", self.name, OPTIMIZERS)
-        _require(self.lr > 0, f"optimizer.lr={self.lr} must be > 0, e.g. optimizer.lr=0.1")
-        _require(0.0 <= self.momentum < 1.0, f"optimizer.momentum={self.momentum} must lie in [0, 1)")
+        one_of("optimizer.name", self.name, OPTIMIZERS)
+        require(self.lr > 0, f"optimizer.lr={self.lr} must be > 0, e.g. optimizer.lr=0.1")
+        require(0.0 <= self.momentum < 1.0, f"optimizer.momentum={self.momentum} must lie in [0, 1)")
         if self.name in ("sgdm", "nesterov"):
-            _require(self.momentum > 0, f"optimizer={self.name} needs optimizer.momentum > 0, e.g. 0.9")
+            require(self.momentum > 0, f"optimizer={self.name} needs optimizer.momentum > 0, e.g. 0.9")
 
 
 @dataclass
@@ -130,12 +131,12 @@ class ScheduleConfig:
     min_lr_ratio: float = 1.0 / 128  # plateau schedules stop (halve) or floor (reduce) at η₀·min_lr_ratio
 
     def __post_init__(self) -> None:
-        _one_of("schedule.name", self.name, SCHEDULES)
-        _require(0.0 < self.drop_factor <= 1.0, f"schedule.drop_factor={self.drop_factor} must lie in (0, 1]")
-        _require(self.drop_period >= 1, f"schedule.drop_period={self.drop_period} must be >= 1")
-        _require(self.patience >= 1, f"schedule.patience={self.patience} must be >= 1")
-        _require(0.0 < self.factor < 1.0, f"schedule.factor={self.factor} must lie in (0, 1)")
-        _require(0.0 < self.min_lr_ratio <= 1.0, f"schedule.min_lr_ratio={self.min_lr_ratio} must lie in (0, 1]")
+        one_of("schedule.name", self.name, SCHEDULES)
+        require(0.0 < self.drop_factor <= 1.0, f"schedule.drop_factor={self.drop_factor} must lie in (0, 1]")
+        require(self.drop_period >= 1, f"schedule.drop_period={self.drop_period} must be >= 1")
+        require(self.patience >= 1, f"schedule.patience={self.patience} must be >= 1")
+        require(0.0 < self.factor < 1.0, f"schedule.factor={self.factor} must lie in (0, 1)")
+        require(0.0 < self.min_lr_ratio <= 1.0, f"schedule.min_lr_ratio={self.min_lr_ratio} must lie in (0, 1]")
 
 
 @dataclass
@@ -151,13 +152,18 @@ class TrainerConfig:
     resume: Optional[str] = None  # path to a checkpoint.pt to continue from
     progress: bool = True  # a progress bar per epoch (always off in multirun)
     evaluate_test: bool = True  # off in search trials: models are chosen on validation, the test set is touched once
+    engine: str = "autograd"  # how gradients are computed: autograd, or seed (backprop.py: the four equations by hand)
+    diagnostics: bool = False  # per layer and epoch: mean σ'(z), saturated units, gradient norm (learning slowdown)
+    threads: Optional[int] = None  # torch CPU threads while training; None: 1 for tiny mini-batches, else torch's default
 
     def __post_init__(self) -> None:
-        _require(self.epochs >= 1, f"trainer.epochs={self.epochs} must be >= 1")
-        _require(self.batch_size >= 1, f"trainer.batch_size={self.batch_size} must be >= 1")
-        _one_of("trainer.device", self.device, DEVICES)
-        _require(self.validate_every >= 0, f"trainer.validate_every={self.validate_every} must be >= 0")
-        _require(self.early_stopping_patience >= 0, "trainer.early_stopping_patience must be >= 0 (0 is off)")
+        require(self.epochs >= 1, f"trainer.epochs={self.epochs} must be >= 1")
+        require(self.batch_size >= 1, f"trainer.batch_size={self.batch_size} must be >= 1")
+        one_of("trainer.device", self.device, DEVICES)
+        one_of("trainer.engine", self.engine, ENGINES)
+        require(self.threads is None or self.threads >= 1, f"trainer.threads={self.threads} must be >= 1 (or null)")
+        require(self.validate_every >= 0, f"trainer.validate_every={self.validate_every} must be >= 0")
+        require(self.early_stopping_patience >= 0, "trainer.early_stopping_patience must be >= 0 (0 is off)")
 
 
 @dataclass
@@ -170,10 +176,10 @@ class TrackingConfig:
     plots: bool = True  # learning curves and the test confusion matrix as PNG artifacts
 
     def __post_init__(self) -> None:
-        _one_of("tracking.mode", self.mode, TRACKING_MODES)
-        _require(bool(self.experiment.strip()), "tracking.experiment must not be empty")
+        one_of("tracking.mode", self.mode, TRACKING_MODES)
+        require(bool(self.experiment.strip()), "tracking.experiment must not be empty")
         if self.mode == "server":
-            _require(bool(self.uri) and self.uri.startswith(("http://", "https://")),
+            require(bool(self.uri) and self.uri.startswith(("http://", "https://")),
                      f"tracking=server needs tracking.uri=http://host:port, not {self.uri!r}")
 
 
@@ -222,34 +228,34 @@ class SearchConfig:
     experiment_dir: Optional[str] = None  # where it goes; None: the project's conf/experiment
 
     def __post_init__(self) -> None:
-        _require(self.n_trials >= 1, f"search.n_trials={self.n_trials} must be >= 1")
-        _require(self.workers >= 1, f"search.workers={self.workers} must be >= 1")
-        _require(self.startup_trials is None or self.startup_trials >= 1, "search.startup_trials must be >= 1 (or null)")
-        _require(self.heartbeat_seconds >= 1, f"search.heartbeat_seconds={self.heartbeat_seconds} must be >= 1")
-        _require(self.timeout is None or self.timeout > 0, "search.timeout must be > 0 seconds (or null)")
-        _one_of("search.direction", self.direction, ("maximize", "minimize"))
-        _one_of("search.metric", self.metric, ("val_accuracy", "val_loss"))
-        _one_of("search.sampler", self.sampler, SAMPLERS)
-        _one_of("search.pruner", self.pruner, PRUNERS)
+        require(self.n_trials >= 1, f"search.n_trials={self.n_trials} must be >= 1")
+        require(self.workers >= 1, f"search.workers={self.workers} must be >= 1")
+        require(self.startup_trials is None or self.startup_trials >= 1, "search.startup_trials must be >= 1 (or null)")
+        require(self.heartbeat_seconds >= 1, f"search.heartbeat_seconds={self.heartbeat_seconds} must be >= 1")
+        require(self.timeout is None or self.timeout > 0, "search.timeout must be > 0 seconds (or null)")
+        one_of("search.direction", self.direction, ("maximize", "minimize"))
+        one_of("search.metric", self.metric, ("val_accuracy", "val_loss"))
+        one_of("search.sampler", self.sampler, SAMPLERS)
+        one_of("search.pruner", self.pruner, PRUNERS)
         for key, spec in self.space.items():
             _check_space(key, spec, self.sampler)
 
 
 def _check_space(key: str, spec: Any, sampler: str) -> None:
-    _require(isinstance(spec, dict) and "type" in spec,
+    require(isinstance(spec, dict) and "type" in spec,
              f"search.space.{key} needs a type: float, int or categorical")
     kind = spec["type"]
-    _one_of(f"search.space.{key}.type", kind, SPACE_TYPES)
+    one_of(f"search.space.{key}.type", kind, SPACE_TYPES)
     known = {"type", "low", "high", "log", "step", "choices"}
-    _require(set(spec) <= known, f"search.space.{key} has unknown fields {sorted(set(spec) - known)}: use {sorted(known)}")
+    require(set(spec) <= known, f"search.space.{key} has unknown fields {sorted(set(spec) - known)}: use {sorted(known)}")
     if kind == "categorical":
-        _require(bool(spec.get("choices")), f"search.space.{key} is categorical: give choices: [...]")
+        require(bool(spec.get("choices")), f"search.space.{key} is categorical: give choices: [...]")
         return
-    _require("low" in spec and "high" in spec, f"search.space.{key} needs low and high")
-    _require(spec["low"] <= spec["high"], f"search.space.{key}: low={spec['low']} > high={spec['high']}: swap them")
+    require("low" in spec and "high" in spec, f"search.space.{key} needs low and high")
+    require(spec["low"] <= spec["high"], f"search.space.{key}: low={spec['low']} > high={spec['high']}: swap them")
     if spec.get("log"):
-        _require(spec["low"] > 0, f"search.space.{key}: a log scale needs low > 0")
-    _require(sampler != "grid", f"search.sampler=grid needs categorical choices, but search.space.{key} is a {kind} range")
+        require(spec["low"] > 0, f"search.space.{key}: a log scale needs low > 0")
+    require(sampler != "grid", f"search.sampler=grid needs categorical choices, but search.space.{key} is a {kind} range")
 
 
 @dataclass

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 Cost = Callable[[torch.Tensor, torch.Tensor, str], torch.Tensor]
 
 
-def _log_a_and_log_1_minus_a(z: torch.Tensor, output: str) -> tuple[torch.Tensor, torch.Tensor]:
+def log_a_and_log_1_minus_a(z: torch.Tensor, output: str) -> tuple[torch.Tensor, torch.Tensor]:
     if output == "sigmoid":
         return F.logsigmoid(z), F.logsigmoid(-z)
     # log(1 − a_j) = log Σ_{k≠j} e^{z_k} − log Σ_k e^{z_k}: exact even where a_j rounds to 1.
@@ -44,7 +44,7 @@ def cross_entropy(z: torch.Tensor, y: torch.Tensor, output: str) -> torch.Tensor
     target = F.one_hot(y, z.shape[1]).to(z.dtype)
     if output == "sigmoid":  # the fused kernel computes exactly Σⱼ of the formula above, stably
         return F.binary_cross_entropy_with_logits(z, target, reduction="sum") / z.shape[0]
-    log_a, log_1ma = _log_a_and_log_1_minus_a(z, output)
+    log_a, log_1ma = log_a_and_log_1_minus_a(z, output)
     # Only the true class contributes log a, only the others log(1 − a); masking avoids 0 · (−inf).
     per_unit = torch.where(target.bool(), log_a, log_1ma)
     return -per_unit.sum() / z.shape[0]
@@ -53,7 +53,7 @@ def cross_entropy(z: torch.Tensor, y: torch.Tensor, output: str) -> torch.Tensor
 def log_likelihood(z: torch.Tensor, y: torch.Tensor, output: str) -> torch.Tensor:
     if output == "softmax":
         return F.cross_entropy(z, y)  # −log softmax(z)_y, averaged over the batch
-    log_a, _ = _log_a_and_log_1_minus_a(z, output)
+    log_a, _ = log_a_and_log_1_minus_a(z, output)
     return -log_a.gather(1, y[:, None]).mean()
 
 

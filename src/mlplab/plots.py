@@ -13,9 +13,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 
-def _save(figure: Figure, path: Path) -> Path:
+def save(figure: Figure, path: Path) -> Path:
     FigureCanvasAgg(figure)
-    figure.savefig(path, dpi=100)  # margins are set by hand: bbox_inches="tight" would draw the figure twice
+    figure.savefig(path, dpi=100, pil_kwargs={"compress_level": 1})  # margins are set by hand: bbox_inches="tight" would draw the figure twice
     return path
 
 
@@ -38,7 +38,31 @@ def learning_curves(history: list[dict], path: Path, title: str = "") -> Path:
         axes.legend()
     if title:
         figure.suptitle(title)
-    return _save(figure, path)
+    return save(figure, path)
+
+
+SLOWDOWN_PANELS = (("mean_sigma_prime", "mean σ'(z)"), ("saturated", "saturated share (σ' < 1 % of max)"),
+                   ("grad_norm", "‖∂C/∂W‖"))
+
+
+def slowdown(history: list[dict], path: Path, title: str = "") -> Path:
+    """The learning-slowdown diagnostics per layer and epoch (``diagnostics.slowdown``), one panel each."""
+    figure = Figure(figsize=(13, 4.2))
+    figure.subplots_adjust(left=0.06, right=0.98, bottom=0.12, top=0.84, wspace=0.25)
+    epochs = [h["epoch"] for h in history]
+    layers = sorted({key.split("/")[0] for key in history[0]["diagnostics"]}, key=lambda name: int(name[5:]))
+    for axes, (measure, label) in zip(figure.subplots(1, len(SLOWDOWN_PANELS)), SLOWDOWN_PANELS):
+        for layer in layers:
+            axes.plot(epochs, [h["diagnostics"][f"{layer}/{measure}"] for h in history], marker=".", label=layer)
+        axes.set(xlabel="epoch", title=label)
+        if measure == "grad_norm":
+            axes.set_yscale("log")
+        axes.grid(alpha=0.3)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.legend()
+    if title:
+        figure.suptitle(title)
+    return save(figure, path)
 
 
 def confusion_counts(predicted: torch.Tensor, actual: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -68,4 +92,4 @@ def confusion_matrix(counts: torch.Tensor, class_names: list[str], path: Path, t
     figure.colorbar(image, ax=axes, fraction=0.04)
     overall = counts.diag().sum() / counts.sum()
     figure.suptitle(f"{title + ': ' if title else ''}test accuracy {100 * overall:.2f}%")
-    return _save(figure, path)
+    return save(figure, path)

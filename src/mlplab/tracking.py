@@ -13,6 +13,7 @@ parent records the best child when the sweep ends. The default store is the proj
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import functools
@@ -23,7 +24,7 @@ import re
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # this harness never phones home
 
@@ -231,6 +232,8 @@ class MlflowRecorder(Recorder):
                                  for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
                                  if metrics[key] is not None]
         self.pending_metrics.append(Metric("epoch_seconds", float(metrics["seconds"]), now, epoch))
+        self.pending_metrics += [Metric(f"slowdown/{key}", value, now, epoch)
+                                 for key, value in metrics.get("diagnostics", {}).items()]
         self._flush_checks()
         if time.monotonic() - self.last_flush >= FLUSH_INTERVAL_S:
             self.flush()
@@ -286,6 +289,8 @@ class MlflowRecorder(Recorder):
         title = run_name(self.cfg)
         if self.cfg.tracking.plots and result.history:
             plots.learning_curves(result.history, folder / "learning_curves.png", title)
+            if result.history[0].get("diagnostics"):
+                plots.slowdown(result.history, folder / "slowdown.png", title)
         if net is not None and splits is not None and result.status in ("finished", "early_stopped"):
             from .train import predict
 
@@ -326,6 +331,87 @@ class MlflowRecorder(Recorder):
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and value == value and abs(value) != float("inf")
+
+
+# ---- the small apps (mlplab-perceptron, mlplab-gd) -------------------------------------------------------
+
+class AppRun:
+    """One MLflow run for a small app: params, metric series in few ``log_batch`` calls, final metrics, tags
+    and artifacts. With ``tracking.mode=off`` (or before ``start``) every call records nothing."""
+
+    def __init__(self, tracking: TrackingConfig, name: str, kind: str, overrides: Sequence[str] = ()):
+        self.tracking, self.name, self.kind, self.overrides = tracking, name, kind, list(overrides)
+        self.run_id: Optional[str] = None
+        self.client = None
+
+    def start(self, config) -> None:
+        """Create the run and log ``config`` (a dataclass) flattened as params."""
+        if self.tracking.mode == "off":
+            return
+        from mlflow.entities import Param
+
+        import torch
+
+        uri = resolve_uri(self.tracking)
+        self.client = client_for(uri)
+        commit, dirty = git_state()
+        tags = {"git_commit": commit, "git_dirty": dirty, "overrides": mask_secrets(" ".join(self.overrides)),
+                "torch_version": torch.__version__, "mlplab.kind": self.kind}
+        run = self.client.create_run(experiment_id(self.client, self.tracking.experiment, uri),
+                                     run_name=self.tracking.run_name or self.name, tags=tags)
+        self.run_id = run.info.run_id
+        params = [Param(k, v) for k, v in flatten(dataclasses.asdict(config)).items()]
+        for first in range(0, len(params), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=params[first : first + MAX_PARAMS_PER_BATCH])
+
+    def log_series(self, series: dict[str, Sequence[float]]) -> None:
+        """Each key's values as steps 0, 1, 2, …; non-finite values are skipped (MLflow stores them badly)."""
+        self.log_metrics({key: dict(enumerate(values)) for key, values in series.items()})
+
+    def log_metrics(self, metrics: dict[str, float | None | dict[int, float]]) -> None:
+        """``{key: value}`` at step 0, or ``{key: {step: value}}``; None and non-finite values are left out."""
+        if self.run_id is None:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = []
+        for key, values in metrics.items():
+            for step, value in (values.items() if isinstance(values, dict) else [(0, values)]):
+                if value is not None and abs(float(value)) != float("inf") and value == value:
+                    batch.append(Metric(key, float(value), now, int(step)))
+        for first in range(0, len(batch), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(self.run_id, metrics=batch[first : first + MAX_METRICS_PER_BATCH])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        if self.run_id is not None:
+            from mlflow.entities import RunTag
+
+            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def log_artifact(self, path: Path) -> None:
+        if self.run_id is not None:
+            self.client.log_artifact(self.run_id, str(path))
+
+    def terminate(self, status: str) -> None:
+        if self.run_id is not None:
+            self.client.set_terminated(self.run_id, status)
+
+
+@contextlib.contextmanager
+def recorded_run(tracking: TrackingConfig, name: str, kind: str, config, overrides: Sequence[str] = ()) -> Iterator[AppRun]:
+    """An ``AppRun`` that is always terminated: FINISHED, FAILED on an exception, KILLED on Ctrl-C / SIGTERM."""
+    run = AppRun(tracking, name, kind, overrides)
+    status = "FAILED"
+    try:
+        run.start(config)
+        yield run
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        run.terminate(status)
 
 
 def recorder_for(cfg: TrainConfig, overrides: list[str], sweep_dir: Optional[Path] = None,

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import time
@@ -28,7 +27,10 @@ from tqdm import tqdm
 
 from . import data as data_module
 from . import initializers, losses, model as model_module
+from .backprop import make_engine
+from .diagnostics import diagnostic_batch, slowdown
 from .checkpoint import load_checkpoint, save_checkpoint
+from .cli import write_json
 from .config import ConfigError, TrainConfig
 from .optim import Schedule, build_optimizer, set_lr
 from .regularization import WeightPenalty
@@ -36,6 +38,8 @@ from .tracking import Recorder
 
 log = logging.getLogger("mlplab")
 EVAL_BATCH = 10_000  # evaluation runs in a few large batches: fast, and bounded in memory
+SMALL_BATCH = 64  # below this, one CPU thread is faster: per-op overhead dominates and a second thread only waits
+SHUFFLE_CHUNK = 8192  # images gathered per shuffled block: mini-batches are then views, not a gather each
 
 
 class Pruned(Exception):
@@ -52,6 +56,7 @@ class EpochMetrics:
     val_accuracy: Optional[float]
     seconds: float  # wall time of the epoch, its validation pass included
     images_seen: int
+    diagnostics: dict = field(default_factory=dict)  # trainer.diagnostics: diagnostics.slowdown per layer
 
 
 @dataclass
@@ -71,22 +76,7 @@ class Result:
     validation_checks: list[dict] = field(default_factory=list)  # the every-k-images values
 
     def write(self, out_dir: Path) -> Path:
-        path = out_dir / "result.json"
-        partial = out_dir / "result.json.partial"
-        partial.write_text(json.dumps(_finite_or_none(asdict(self)), indent=2))
-        partial.replace(path)
-        return path
-
-
-def _finite_or_none(value):
-    """JSON has no NaN or infinity: a diverged loss is written as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite_or_none(v) for v in value]
-    return value
+        return write_json(out_dir / "result.json", asdict(self))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -123,6 +113,18 @@ def predict(model: model_module.MLP, x: torch.Tensor) -> torch.Tensor:
     return predicted
 
 
+def mini_batches(split: data_module.Split, permutation: torch.Tensor, batch_size: int):
+    """(start, end, x, y) of each mini-batch of the epoch's ``permutation``. The images are gathered a block
+    at a time (a multiple of the batch size), so a tiny batch costs a slice, not an index operation."""
+    block = batch_size * max(1, SHUFFLE_CHUNK // batch_size)
+    for block_start in range(0, len(permutation), block):
+        indices = permutation[block_start : block_start + block]
+        xs, ys = split.x[indices], split.y[indices]
+        for start in range(0, len(indices), batch_size):
+            end = min(start + batch_size, len(indices))
+            yield block_start + start, block_start + end, xs[start:end], ys[start:end]
+
+
 def check_against_data(cfg: TrainConfig, splits: data_module.Splits) -> None:
     sizes = cfg.model.sizes
     if sizes[0] != splits.input_size:
@@ -150,6 +152,10 @@ def train(
     ``recorder`` (e.g. an MLflow run) hears of every epoch and of the end, whatever the ending."""
     out_dir.mkdir(parents=True, exist_ok=True)
     recorder = recorder or Recorder()
+    threads = cfg.trainer.threads or (1 if cfg.trainer.batch_size < SMALL_BATCH else None)
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
     result = Result(status="failed")
     job = _Job()
     try:
@@ -166,6 +172,7 @@ def train(
         result.status, result.detail = "failed", f"{type(error).__name__}: {error}"
         raise
     finally:
+        torch.set_num_threads(previous_threads)
         result.write(out_dir)
         if recorder.run_id is not None:
             recorder.end(result, out_dir, job.net, job.splits)
@@ -197,6 +204,8 @@ def _train(cfg, out_dir, result, quiet, on_epoch, splits, recorder, job) -> None
     cost = losses.COSTS[cfg.loss.name]
     penalty = WeightPenalty(cfg.regularization, len(train_set))
     optimizer = build_optimizer(net.parameters(), cfg.optimizer)
+    engine = make_engine(t.engine, net, cfg.loss.name, cost, cfg.model.activation, penalty, optimizer,
+                         plain_sgd=cfg.optimizer.name == "sgd")
     schedule = Schedule(cfg.schedule, cfg.optimizer.lr, t.epochs)
     shuffle = torch.Generator().manual_seed(t.seed)
 
@@ -219,27 +228,21 @@ def _train(cfg, out_dir, result, quiet, on_epoch, splits, recorder, job) -> None
         net.train()
         lr = optimizer.param_groups[0]["lr"]
         permutation = torch.randperm(n, generator=shuffle).to(device)
-        cost_sum, correct = 0.0, torch.zeros((), dtype=torch.int64, device=device)
+        predicted = torch.empty(n, dtype=torch.int64, device=device)  # counted once the epoch is done
+        cost_sum, done = 0.0, 0
         bar = tqdm(total=n, desc=f"epoch {epoch}/{t.epochs}", unit="img", disable=True if quiet or not t.progress else None,
                    leave=False, mininterval=0.5)
-        for start in range(0, n, batch_size):
-            batch = permutation[start : start + batch_size]
-            x, y = train_set.x[batch], train_set.y[batch]
-            z = net(x)
-            loss = cost(z, y, net.output)  # C = (1/|B|) Σ_{i∈B} Cᵢ
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):  # stop before a non-finite gradient touches the weights
+        for start, end, x, y in mini_batches(train_set, permutation, batch_size):
+            # feedforward, C = (1/|B|) Σ_{i∈B} Cᵢ; backpropagate; w ← w − η ∂C/∂w, b ← b − η ∂C/∂b
+            z, loss_value = engine.step(x, y)
+            if not math.isfinite(loss_value):  # the engine left the weights alone
                 status, detail = "diverged", f"non-finite cost {loss_value} in epoch {epoch} at image {images_seen}"
                 break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # backpropagation
-            if penalty.active:
-                penalty.add_gradients(net.weights())
-            optimizer.step()  # w ← w − η ∂C/∂w, b ← b − η ∂C/∂b
-            cost_sum += loss_value * len(batch)
-            correct += (z.detach().argmax(dim=1) == y).sum()
-            images_seen += len(batch)
-            bar.update(len(batch))
+            cost_sum += loss_value * (end - start)
+            torch.argmax(z, dim=1, out=predicted[start:end])
+            images_seen += end - start
+            done = end
+            bar.update(end - start)
             if t.validate_every and validation is not None and images_seen >= next_check:
                 check_loss, check_accuracy = evaluate(net, validation, cost)
                 check = {"images_seen": images_seen, "val_loss": check_loss, "val_accuracy": check_accuracy}
@@ -252,8 +255,11 @@ def _train(cfg, out_dir, result, quiet, on_epoch, splits, recorder, job) -> None
             break
 
         val_loss, val_accuracy = evaluate(net, validation, cost) if validation is not None else (None, None)
-        metrics = EpochMetrics(epoch, lr, cost_sum / n, int(correct) / n,
+        correct = int((predicted[:done] == train_set.y[permutation[:done]]).sum())
+        metrics = EpochMetrics(epoch, lr, cost_sum / n, correct / n,
                                val_loss, val_accuracy, time.perf_counter() - started, images_seen)
+        if t.diagnostics:  # measured after the epoch's clock stopped: it is not training time
+            metrics.diagnostics = slowdown(net, cfg.loss.name, cfg.model.activation, *diagnostic_batch(train_set.x, train_set.y))
         train_seconds += metrics.seconds
         history.append(asdict(metrics))
         recorder.on_epoch(history[-1])
