@@ -1,5 +1,5 @@
 # The two commands of the README, plus the benchmark. Each target sets itself up first (idempotently).
-.PHONY: setup train test bench bench-tracking bench-search ui
+.PHONY: setup train test bench bench-tracking bench-search bench-engines assignment6 ui
 
 setup:
 	@scripts/setup.sh
@@ -17,6 +17,13 @@ bench: setup
 
 bench-tracking: setup
 	.venv/bin/python bench/tracking_overhead.py $(ARGS)
+
+bench-engines: setup
+	.venv/bin/python bench/engine_speed.py $(ARGS)
+
+# Assignment 6 end to end on real Fashion-MNIST: tracked runs, then experiments/assignment6/REPORT.md (ARGS=--fast: minutes).
+assignment6: setup
+	.venv/bin/python experiments/assignment6/run.py $(ARGS)
 
 bench-search: setup
 	.venv/bin/python bench/search_vs_grid.py $(ARGS)

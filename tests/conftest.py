@@ -16,11 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-from mlplab.cli import CONF_DIR
-from mlplab.config import TrainConfig, register
+from mlplab.cli import compose_train
+from mlplab.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CONSOLE_SCRIPT = Path(sys.executable).parent / "mlplab-train"  # installed beside the interpreter running the tests
@@ -101,10 +99,7 @@ def tiny_overrides(data_root: Path) -> list[str]:
 
 
 def compose_config(overrides: list[str]) -> TrainConfig:
-    register()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
-    return OmegaConf.to_object(cfg)
+    return compose_train(overrides)
 
 
 @pytest.fixture

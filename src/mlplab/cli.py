@@ -57,6 +57,18 @@ def explain(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+def compose_train(overrides: list[str], config_name: str = "train"):
+    """The typed config ``mlplab-train <overrides>`` would run (range checks included), composed in Python."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from .config import register
+
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return OmegaConf.to_object(compose(config_name=config_name, overrides=list(overrides)))
+
+
 def hydra_job(cfg) -> tuple[object, Path, list[str]]:
     """Inside a Hydra task: (the typed config — its range checks run here —, the output dir, the overrides)."""
     from hydra.core.hydra_config import HydraConfig
@@ -68,6 +80,7 @@ def hydra_job(cfg) -> tuple[object, Path, list[str]]:
 
 def write_json(path: Path, data: dict) -> Path:
     """A job's result file: written beside and renamed (never half-written), non-finite numbers as null."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     partial.write_text(json.dumps(finite_or_none(data), indent=2))
     partial.replace(path)

@@ -32,7 +32,7 @@ from hydra.core.config_store import ConfigStore
 
 from .config import ConfigError, TrackingConfig, require
 from .cli import hydra_job, write_json
-from .tracking import recorded_run
+from .tracking import AppRun, recorded_run
 
 Function = Callable[[torch.Tensor], torch.Tensor]
 ALLOWED = "numbers, x, + - * / **, unary minus and parentheses"
@@ -323,21 +323,28 @@ def cli() -> None:
     run_hydra_app(_hydra_task, config_name="gd")
 
 
+def record(result: GdResult, recorder: AppRun, out_dir: Path, plots: bool = True) -> Path:
+    """Log ``result`` on ``recorder``'s run (f(x_k) series per rate, the answer, the figure); write
+    ``result.json`` and ``gd.png`` into ``out_dir`` either way. Returns the figure's path."""
+    recorder.log_series({f"f_{r.lr:g}": r.f for r in result.rates})
+    recorder.log_metrics({"x_star": result.x_star, "f_star": result.f_star, "best_lr": result.best_lr,
+                          **{f"iterations_to_tol_{r.lr:g}": r.iterations_to_tol for r in result.rates},
+                          **{f"final_gap_{r.lr:g}": r.final_gap for r in result.rates}})
+    recorder.set_tags({"best_lr": result.best_lr, "criterion": result.criterion,
+                       **{f"approach_{r.lr:g}": r.approach for r in result.rates}})
+    path = write_json(out_dir / "result.json", {**dataclasses.asdict(result), "mlflow_run_id": recorder.run_id})
+    figure = plot(result, out_dir / "gd.png")  # the figure Q1 asks for, tracked or not
+    if recorder.run_id is not None:
+        recorder.log_artifact(path)
+        if plots:
+            recorder.log_artifact(figure)
+    return figure
+
+
 def _hydra_task(cfg) -> float:
     typed, out_dir, overrides = hydra_job(cfg)
     with recorded_run(typed.tracking, f"{typed.name}: {typed.function}", "gd", typed, overrides) as recorder:
         result = run(typed)
-        recorder.log_series({f"f_{r.lr:g}": r.f for r in result.rates})
-        recorder.log_metrics({"x_star": result.x_star, "f_star": result.f_star, "best_lr": result.best_lr,
-                              **{f"iterations_to_tol_{r.lr:g}": r.iterations_to_tol for r in result.rates},
-                              **{f"final_gap_{r.lr:g}": r.final_gap for r in result.rates}})
-        recorder.set_tags({"best_lr": result.best_lr, "criterion": result.criterion,
-                           **{f"approach_{r.lr:g}": r.approach for r in result.rates}})
-        path = write_json(out_dir / "result.json", {**dataclasses.asdict(result), "mlflow_run_id": recorder.run_id})
-        figure = plot(result, out_dir / "gd.png")  # the figure Q1 asks for, tracked or not
-        if recorder.run_id is not None:
-            recorder.log_artifact(path)
-            if typed.tracking.plots:
-                recorder.log_artifact(figure)
+        record(result, recorder, out_dir, typed.tracking.plots)
     print(table(result), flush=True)
     return result.f_star

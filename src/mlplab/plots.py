@@ -70,7 +70,7 @@ def confusion_counts(predicted: torch.Tensor, actual: torch.Tensor, num_classes:
     return torch.bincount(actual * num_classes + predicted, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
-def confusion_matrix(counts: torch.Tensor, class_names: list[str], path: Path, title: str = "") -> Path:
+def confusion_matrix(counts: torch.Tensor, class_names: list[str], path: Path, title: str = "", split: str = "test") -> Path:
     """Row-normalised confusion matrix, each row labelled with its class's accuracy; cells holding at least
     1 % of their row show their count."""
     counts = counts.cpu().double()
@@ -91,5 +91,5 @@ def confusion_matrix(counts: torch.Tensor, class_names: list[str], path: Path, t
     axes.set(xlabel="predicted", ylabel="true class (per-class accuracy)")
     figure.colorbar(image, ax=axes, fraction=0.04)
     overall = counts.diag().sum() / counts.sum()
-    figure.suptitle(f"{title + ': ' if title else ''}test accuracy {100 * overall:.2f}%")
+    figure.suptitle(f"{title + ': ' if title else ''}{split} accuracy {100 * overall:.2f}%")
     return save(figure, path)

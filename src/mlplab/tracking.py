@@ -294,9 +294,12 @@ class MlflowRecorder(Recorder):
         if net is not None and splits is not None and result.status in ("finished", "early_stopped"):
             from .train import predict
 
-            if self.cfg.tracking.plots:
-                counts = plots.confusion_counts(predict(net, splits.test.x), splits.test.y, splits.num_classes)
-                plots.confusion_matrix(counts, splits.class_names, folder / "confusion_matrix.png", title)
+            # On the test split only when the run evaluates it: a search trial or a model still being chosen
+            # must not look at the test images, so its matrix is drawn on validation.
+            split_name, split = ("test", splits.test) if self.cfg.trainer.evaluate_test else ("validation", splits.validation)
+            if self.cfg.tracking.plots and split is not None:
+                counts = plots.confusion_counts(predict(net, split.x), split.y, splits.num_classes)
+                plots.confusion_matrix(counts, splits.class_names, folder / "confusion_matrix.png", title, split_name)
         self.client.log_artifacts(self.run_id, str(folder))
         if net is not None and splits is not None and self.cfg.tracking.log_model and status == "FINISHED":
             self._log_model(net, splits, status)

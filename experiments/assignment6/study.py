@@ -1,0 +1,274 @@
+"""Assignment 6 and the seed end to end, as tracked runs: what ``run.py`` executes before ``report.py`` writes.
+
+Every training job is an ordinary mlplab run composed from ``conf/`` with Hydra overrides (the overrides
+are recorded on the run, so ``mlplab-train <overrides>`` repeats it), recorded in MLflow as the child of
+its section's parent run. Models are chosen on validation accuracy; the chosen model of each question is
+evaluated on the test set once, from its saved weights, and only then. The study returns a manifest
+(section → run ids, and which run each question chose) that the report reads back from MLflow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from mlplab import data as data_module
+from mlplab import gd, perceptron, plots
+from mlplab.cli import compose_train
+from mlplab.config import DataConfig, SearchConfig, TrackingConfig
+from mlplab.data import DataError
+from mlplab.model import build as build_model
+from mlplab.search import run_study
+from mlplab.tracking import MlflowRecorder, client_for, recorded_run, resolve_uri
+from mlplab.train import evaluate, predict, train
+
+log = logging.getLogger("mlplab.assignment6")
+EXPERIMENT = "assignment6"
+
+# The assignment's five learning rates, then the wider range where the best really lies for this network.
+ASSIGNMENT_RATES = [0.0001, 0.0005, 0.001, 0.005, 0.01]
+WIDER_RATES = [0.05, 0.1, 0.3, 1.0, 3.0, 10.0]
+Q2_BASE = ["experiment=q2_shallow"]  # 784-100-10 sigmoid, cross-entropy (logistic) loss, SGD, batch 300
+# Q2 with its constraints kept (one sigmoid hidden layer, logistic loss, plain SGD, batch 300), tuned.
+Q2_TUNED = ["experiment=q2_shallow", "model.sizes=[784,1000,10]", "optimizer.lr=1.0", "schedule=cosine",
+            "trainer.epochs=60", "trainer.keep_best=true"]
+# Q3: one change at a time from the Q2 network, then all of them together.
+Q3_VARIANTS = {
+    "Q2 baseline (784-100-10 sigmoid, SGD η=1)": [],
+    "ReLU + He initialisation": ["model.activation=relu", "initializer=he_normal", "optimizer.lr=0.1"],
+    "leaky ReLU + He initialisation": ["model.activation=leaky_relu", "initializer=he_normal", "optimizer.lr=0.1"],
+    "tanh": ["model.activation=tanh", "optimizer.lr=0.1"],
+    "softmax + log-likelihood": ["loss=log_likelihood"],
+    "wider: 500 hidden": ["model.sizes=[784,500,10]"],
+    "deeper: 2 hidden layers": ["model.sizes=[784,300,100,10]"],
+    "L2 (λ = 5)": ["regularization=l2", "regularization.l2=5.0"],
+    "dropout 0.2": ["regularization=dropout", "regularization.dropout=0.2"],
+    "Nesterov momentum 0.9": ["optimizer=nesterov", "optimizer.lr=0.1", "optimizer.momentum=0.9"],
+    "cosine schedule": ["schedule=cosine"],
+    "expanded data (4 one-pixel shifts)": ["data.expand=true"],
+}
+Q3_COMBINED = {
+    "all together (Q3 final)": [
+        "model.sizes=[784,1024,1024,10]", "model.activation=relu", "initializer=he_normal", "loss=log_likelihood",
+        "optimizer=nesterov", "optimizer.lr=0.05", "optimizer.momentum=0.9", "schedule=cosine",
+        "regularization=l2_dropout", "regularization.l2=5.0", "regularization.dropout=0.3", "data.expand=true",
+        "trainer.batch_size=128", "trainer.epochs=40", "trainer.keep_best=true"],
+}
+SLOWDOWN = {  # 784-30-10 sigmoid, Nielsen's chapter-3 comparison: the cost and the start decide the speed
+    "quadratic cost, N(0,1) weights": ["loss=quadratic", "initializer=standard_normal"],
+    "cross-entropy cost, N(0,1) weights": ["loss=cross_entropy", "initializer=standard_normal"],
+    "quadratic cost, N(0,1/√n_in) weights": ["loss=quadratic", "initializer=scaled_normal"],
+}
+SLOWDOWN_BASE = ["model.sizes=[784,30,10]", "model.activation=sigmoid", "model.output=sigmoid", "optimizer=sgd",
+                 "optimizer.lr=0.5", "trainer.batch_size=10", "trainer.engine=seed", "trainer.diagnostics=true",
+                 "data.standardize=false", "trainer.epochs=10"]
+
+
+@dataclass
+class Settings:
+    """What varies between the full study and the fast one the tests run."""
+
+    fast: bool = False
+    data_root: Optional[str] = None
+    tracking_uri: Optional[str] = None
+    out_dir: Path = Path("outputs/assignment6")
+    optuna_storage: Optional[str] = None
+    q2_rates: list[float] = field(default_factory=lambda: ASSIGNMENT_RATES + WIDER_RATES)
+    optuna_trials: int = 20
+    extra: list[str] = field(default_factory=list)  # appended to every training job's overrides (last wins)
+
+    def common(self) -> list[str]:
+        """Overrides every training job of the study gets."""
+        overrides = [f"tracking.experiment={EXPERIMENT}", "trainer.progress=false", "trainer.checkpoint=false"]
+        if self.data_root:
+            overrides += [f"data.root={self.data_root}", "data.download=false"]
+        if self.tracking_uri:
+            overrides.append(f"tracking.uri={self.tracking_uri}")
+        if self.fast:  # a fifth of the images and two epochs: the whole pipeline in a few minutes
+            overrides += ["data.fraction=0.2", "data.validation_size=1000"]
+        return overrides + self.extra
+
+    def epochs(self, full: int) -> list[str]:
+        return [f"trainer.epochs={2 if self.fast else full}"]
+
+    def tracking(self) -> TrackingConfig:
+        return TrackingConfig(uri=self.tracking_uri, experiment=EXPERIMENT)
+
+
+@dataclass
+class Manifest:
+    """Which MLflow runs the report reads, by section."""
+
+    report_run_id: str = ""
+    started: str = ""
+    fast: bool = False
+    sections: dict[str, dict] = field(default_factory=dict)
+
+
+class Study:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.uri = resolve_uri(settings.tracking())
+        self.client = client_for(self.uri)
+        self._splits: dict[str, data_module.Splits] = {}
+        self.manifest = Manifest(started=time.strftime("%Y-%m-%d %H:%M:%S"), fast=settings.fast)
+
+    # ---- helpers -------------------------------------------------------------------------------------
+
+    def splits(self, cfg: DataConfig) -> data_module.Splits:
+        """Each distinct data config is loaded once and shared by the jobs that use it."""
+        key = repr(cfg)
+        if key not in self._splits:
+            self._splits[key] = data_module.load(cfg, torch.device("cpu"))
+        return self._splits[key]
+
+    def job(self, label: str, overrides: list[str], parent: str, section: str, test: bool = False) -> dict:
+        """One tracked training run; returns what the manifest keeps about it."""
+        overrides = list(overrides) + [f"trainer.evaluate_test={str(test).lower()}"] + self.settings.common()
+        cfg = compose_train(overrides)
+        cfg.tracking.run_name = f"{section}: {label}"
+        out_dir = self.settings.out_dir / section / f"{len(self.manifest.sections.get(section, {}).get('runs', [])):02d}"
+        recorder = MlflowRecorder(cfg, overrides, parent_run_id=parent)
+        result = train(cfg, out_dir, quiet=True, splits=self.splits(cfg.data), recorder=recorder)
+        self.client.set_tag(recorder.run_id, "assignment6.label", label)
+        log.info("%s / %s: %s val %.4f", section, label, result.status, result.val_accuracy or float("nan"))
+        entry = {"label": label, "run_id": recorder.run_id, "out_dir": str(out_dir), "overrides": overrides}
+        self.manifest.sections.setdefault(section, {"runs": []})["runs"].append(entry)
+        return entry
+
+    def test_once(self, entry: dict) -> dict:
+        """The chosen model, evaluated on the test set for the first and only time; logged on its run."""
+        cfg = compose_train(entry["overrides"])
+        splits = self.splits(cfg.data)
+        net = build_model(cfg.model, cfg.loss.name, cfg.regularization.dropout)
+        net.load_state_dict(torch.load(Path(entry["out_dir"]) / "model.pt", weights_only=True))
+        from mlplab.losses import COSTS
+
+        test_loss, test_accuracy = evaluate(net, splits.test, COSTS[cfg.loss.name])
+        run_id = entry["run_id"]
+        self.client.log_metric(run_id, "test_accuracy", test_accuracy)
+        self.client.log_metric(run_id, "test_loss", test_loss)
+        self.client.set_tag(run_id, "assignment6.test_evaluated", "once, after selection on validation")
+        counts = plots.confusion_counts(predict(net, splits.test.x), splits.test.y, splits.num_classes)
+        figure = plots.confusion_matrix(counts, splits.class_names, Path(entry["out_dir"]) / "test_confusion_matrix.png",
+                                        entry["label"])
+        self.client.log_artifact(run_id, str(figure))
+        return {**entry, "test_accuracy": test_accuracy}
+
+    def best_on_validation(self, entries: list[dict]) -> dict:
+        def val(entry: dict) -> float:
+            value = self.client.get_run(entry["run_id"]).data.metrics.get("final_val_accuracy")
+            return -1.0 if value is None else value
+
+        return max(entries, key=val)
+
+    def section(self, name: str, title: str):
+        """A parent MLflow run for a section: FINISHED, FAILED or KILLED like every run."""
+        return recorded_run(self.settings.tracking(), f"assignment6 {name}: {title}", "assignment6-section",
+                            self.settings, overrides=[f"section={name}"])
+
+    # ---- the sections --------------------------------------------------------------------------------
+
+    def q1(self) -> None:
+        """Gradient descent on f(x) = x⁴/4 − 3x³ + 7x − 5 with η = 0.01, 0.05, 0.1 (mlplab-gd)."""
+        cfg = gd.GdConfig(tracking=self.settings.tracking(), name="assignment6 Q1")
+        folder = self.settings.out_dir / "q1"
+        folder.mkdir(parents=True, exist_ok=True)
+        with recorded_run(cfg.tracking, "assignment6 Q1: gradient descent on f(x)", "gd", cfg) as run:
+            gd.record(gd.run(cfg), run, folder)
+        self.manifest.sections["q1"] = {"run_id": run.run_id}
+
+    def perceptron(self) -> None:
+        """The seed's perceptron on two classes (trouser vs ankle boot), the slides' algorithm exactly."""
+        cfg = perceptron.PerceptronConfig(tracking=self.settings.tracking(), name="assignment6 perceptron",
+                                          data=DataConfig(classes=[1, 9], validation_size=2000, root=self.settings.data_root,
+                                                          download=self.settings.data_root is None),
+                                          max_iterations=50 if self.settings.fast else 1000)
+        if self.settings.fast:
+            cfg.data.validation_size, cfg.data.fraction = 50, 0.2
+        with recorded_run(cfg.tracking, perceptron.run_title(cfg), "perceptron", cfg) as run:
+            perceptron.train(cfg, self.settings.out_dir / "perceptron", run)
+        self.manifest.sections["perceptron"] = {"run_id": run.run_id}
+
+    def slowdown(self) -> None:
+        """Learning slowdown: quadratic cost with large weights against cross-entropy and a scaled start."""
+        with self.section("slowdown", "learning slowdown") as parent:
+            for label, overrides in SLOWDOWN.items():
+                self.job(label, SLOWDOWN_BASE + overrides + self.settings.epochs(10), parent.run_id, "slowdown")
+        self.manifest.sections["slowdown"]["parent"] = parent.run_id
+
+    def q2(self) -> None:
+        """The shallow network over the learning rates, an Optuna study over rate and width, a tuned run;
+        the model with the best validation accuracy is tested once."""
+        with self.section("q2", "shallow network, learning rate") as parent:
+            grid = [self.job(f"η = {lr:g}", Q2_BASE + [f"optimizer.lr={lr}"] + self.settings.epochs(30), parent.run_id, "q2")
+                    for lr in self.settings.q2_rates]
+            self.manifest.sections["q2"]["grid"] = [entry["run_id"] for entry in grid]
+            tuned = self.job("tuned: 1000 hidden, cosine η from 1.0, 60 epochs",
+                             Q2_TUNED + (self.settings.epochs(60) if self.settings.fast else []), parent.run_id, "q2")
+            chosen = self.best_on_validation(grid + [tuned])
+            self.manifest.sections["q2"]["chosen"] = self.test_once(chosen)
+        self.manifest.sections["q2"]["parent"] = parent.run_id
+        self.optuna_q2()
+
+    def optuna_q2(self) -> None:
+        """Bayesian optimisation (TPE, median pruning) over the learning rate and the hidden width."""
+        base = compose_train(Q2_BASE + self.settings.epochs(30) + self.settings.common())
+        space = {"optimizer.lr": {"type": "float", "low": 1e-3, "high": 10.0, "log": True},
+                 "model.width": {"type": "int", "low": 100, "high": 800, "step": 50}}
+        study_name = f"assignment6-q2-{self.manifest.started.replace(' ', 'T')}"
+        search = SearchConfig(name="assignment6-q2", space=space, n_trials=3 if self.settings.fast else self.settings.optuna_trials,
+                              study_name=study_name, storage=self.settings.optuna_storage, startup_trials=2 if self.settings.fast else None,
+                              write_experiment=False, final_test=True)
+        summary = run_study(base, search, self.settings.out_dir / "optuna_q2")
+        parent = self.client.search_runs(
+            [self.client.get_experiment_by_name(EXPERIMENT).experiment_id],
+            filter_string=f"tags.optuna_study = '{study_name}' and tags.`mlplab.kind` = 'study'", max_results=1)
+        self.manifest.sections["optuna_q2"] = {"study": study_name, "summary": summary,
+                                               "parent": parent[0].info.run_id if parent else None}
+
+    def q3(self) -> None:
+        """Ablation: each improvement alone on the Q2 network, then all together; best on validation, tested once."""
+        with self.section("q3", "improvements") as parent:
+            entries = [self.job(label, Q2_BASE + overrides + self.settings.epochs(30), parent.run_id, "q3")
+                       for label, overrides in Q3_VARIANTS.items()]
+            for label, overrides in Q3_COMBINED.items():
+                fast = ["model.sizes=[784,256,256,10]", "data.expand=false"] + self.settings.epochs(40) if self.settings.fast else []
+                entries.append(self.job(label, Q2_BASE + overrides + fast, parent.run_id, "q3"))
+            self.manifest.sections["q3"]["chosen"] = self.test_once(self.best_on_validation(entries))
+        self.manifest.sections["q3"]["parent"] = parent.run_id
+
+    def nielsen(self) -> None:
+        """Nielsen's chapter 1 and chapter 3 runs, on MNIST where its files exist, else on Fashion-MNIST."""
+        dataset = "mnist" if self._has_mnist() else "fashion_mnist"
+        with self.section("nielsen", f"Nielsen's runs on {dataset}") as parent:
+            for preset, epochs in (("nielsen_ch1", 30), ("nielsen_ch3", 30)):
+                self.job(preset, [f"experiment={preset}", f"data={dataset}", "trainer.engine=seed"] + self.settings.epochs(epochs),
+                         parent.run_id, "nielsen", test=True)
+        self.manifest.sections["nielsen"].update({"parent": parent.run_id, "dataset": dataset})
+
+    def _has_mnist(self) -> bool:
+        try:
+            data_module.locate(DataConfig(name="mnist", root=self.settings.data_root, download=False))
+            return True
+        except DataError:
+            return False
+
+    def run_all(self) -> Manifest:
+        with recorded_run(self.settings.tracking(), "assignment6 report", "assignment6", self.settings) as report:
+            self.manifest.report_run_id = report.run_id
+            for step in (self.q1, self.perceptron, self.slowdown, self.q2, self.q3, self.nielsen):
+                started = time.perf_counter()
+                step()
+                log.info("%s done in %.0f s", step.__name__, time.perf_counter() - started)
+        return self.manifest
+
+
+def settings_dict(settings: Settings) -> dict:
+    return {k: str(v) for k, v in dataclasses.asdict(settings).items()}
