@@ -232,15 +232,14 @@ class SeedEngine:
 
     def _cost(self, z: torch.Tensor, a: torch.Tensor, y: torch.Tensor, y_onehot: torch.Tensor) -> float:
         """C of the batch; Nielsen's setting (quadratic after sigmoid) straight from a^L, which is at hand."""
-        if self.quadratic_sigmoid:
-            error = (a - y_onehot).flatten()
-            return 0.5 * float(torch.dot(error, error)) / len(y)
+        if self.quadratic_sigmoid:  # ½‖a − y‖² summed, in one fused kernel
+            return 0.5 * float(torch.nn.functional.mse_loss(a, y_onehot, reduction="sum")) / len(y)
         return float(self.cost(z, y, self.net.output))
 
     def _sgd_step(self, fwd: Forward, y_onehot: torch.Tensor, m: int) -> None:
         """W ← (1 − ηλ/n)W − η(λ₁/n) sign W − (η/m) δᵀa,  b ← b − (η/m) Σ δ — as each δ is known."""
         eta = self.optimizer.param_groups[0]["lr"]
-        if len(self.ones) < m:
+        if len(self.ones) != m:  # the last mini-batch of an epoch may be shorter
             self.ones = torch.ones(m, device=self.ones.device, dtype=self.ones.dtype)
         W, b, a, ones = self.backprop.W, self.backprop.b, fwd.a, self.ones
         decay, l1 = 1 - eta * self.penalty.l2_over_n, eta * self.penalty.l1_over_n
@@ -250,8 +249,9 @@ class SeedEngine:
                 W[layer].mul_(decay)
             if l1:
                 W[layer].add_(torch.sign(W[layer]), alpha=-l1)
-            W[layer].addmm_(delta.t(), a[layer], alpha=-eta / m)
-            b[layer].addmv_(delta.t(), ones[:m], alpha=-eta / m)  # Σ_rows δ folded into the update: one kernel
+            delta_t = delta.t()
+            W[layer].addmm_(delta_t, a[layer], alpha=-eta / m)
+            b[layer].addmv_(delta_t, ones, alpha=-eta / m)  # Σ_rows δ folded into the update: one kernel
 
         self.backprop.errors(fwd, y_onehot, update)
 
