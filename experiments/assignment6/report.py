@@ -12,7 +12,7 @@ from typing import Optional
 
 from matplotlib.figure import Figure
 
-from mlplab.plots import save
+from mlplab.plots import epoch_panels, finish, save
 from mlplab.tracking import client_for
 
 from study import Manifest
@@ -82,9 +82,7 @@ class Report:
 
     def slowdown(self) -> list[str]:
         runs = self.runs_of("slowdown")
-        figure = Figure(figsize=(13, 4.2))
-        figure.subplots_adjust(left=0.06, right=0.98, bottom=0.13, top=0.86, wspace=0.25)
-        panels = figure.subplots(1, 3)
+        figure, panels = epoch_panels(3, 13)
         keys = (("val_accuracy", "validation accuracy"), ("slowdown/layer2/mean_sigma_prime", "output layer: mean σ'(z)"),
                 ("slowdown/layer1/saturated", "hidden layer: saturated share"))
         rows = []
@@ -92,15 +90,13 @@ class Report:
             for axes, (key, title) in zip(panels, keys):
                 series = self.history(entry["run_id"], key)
                 axes.plot([s for s, _ in series], [v for _, v in series], marker=".", label=entry["label"])
-                axes.set(title=title, xlabel="epoch")
+                axes.set_title(title)
             first = self.history(entry["run_id"], "val_accuracy")[0][1]
             rows.append(f"| {entry['label']} | {pct(first)} | {pct(self.metric(entry['run_id'], 'final_val_accuracy'))} "
                         f"| {self.history(entry['run_id'], 'slowdown/layer2/mean_sigma_prime')[0][1]:.4f} "
                         f"| {self.history(entry['run_id'], 'slowdown/layer1/saturated')[0][1]:.2f} |")
-        for axes in panels:
-            axes.grid(alpha=0.3)
-        panels[0].legend(fontsize=8)
-        figure.suptitle("learning slowdown: 784-30-10 sigmoid, SGD η = 0.5, mini-batch 10")
+        finish(figure, panels, self.figures / "slowdown.png",
+               "learning slowdown: 784-30-10 sigmoid, SGD η = 0.5, mini-batch 10")
         return [
             "## Learning slowdown", "",
             "The same 784-30-10 sigmoid network, three ways. With the quadratic cost the output error "
@@ -108,7 +104,7 @@ class Report:
             "cancels it (δᴸ = a − y); N(0, 1/√n_in) weights keep the hidden z small so fewer units saturate.", "",
             "| run | validation after epoch 1 | final validation | output mean σ'(z), epoch 1 | hidden saturated share, epoch 1 |",
             "|---|---:|---:|---:|---:|", *rows, "",
-            f"![learning slowdown diagnostics]({self.figure(figure, 'slowdown.png')})", ""]
+            "![learning slowdown diagnostics](figures/slowdown.png)", ""]
 
     def q2(self) -> list[str]:
         section = self.manifest.sections["q2"]

@@ -19,26 +19,38 @@ def save(figure: Figure, path: Path) -> Path:
     return path
 
 
+def epoch_panels(panels: int, width: float) -> tuple[Figure, list]:
+    """A row of ``panels`` axes with epochs along x (whole numbers), gridded."""
+    figure = Figure(figsize=(width, 4.2))
+    figure.subplots_adjust(left=0.6 / width, right=0.98, bottom=0.12, top=0.84, wspace=0.25)
+    axes = list(figure.subplots(1, panels))
+    for panel in axes:
+        panel.set_xlabel("epoch")
+        panel.grid(alpha=0.3)
+        panel.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return figure, axes
+
+
+def finish(figure: Figure, axes: list, path: Path, title: str = "") -> Path:
+    for panel in axes:
+        panel.legend(fontsize=8)
+    if title:
+        figure.suptitle(title)
+    return save(figure, path)
+
+
 def learning_curves(history: list[dict], path: Path, title: str = "") -> Path:
     """Cost and accuracy per epoch, training against validation."""
-    figure = Figure(figsize=(10, 4.2))
-    figure.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.84, wspace=0.22)
-    loss_axes, accuracy_axes = figure.subplots(1, 2)
+    figure, (loss_axes, accuracy_axes) = epoch_panels(2, 10)
     epochs = [h["epoch"] for h in history]
     for split in ("train", "val"):
         label = "training" if split == "train" else "validation"
         if all(h[f"{split}_loss"] is not None for h in history):
             loss_axes.plot(epochs, [h[f"{split}_loss"] for h in history], marker=".", label=label)
             accuracy_axes.plot(epochs, [100 * h[f"{split}_accuracy"] for h in history], marker=".", label=label)
-    loss_axes.set(xlabel="epoch", ylabel="cost C", title="cost (training: mean over the epoch's mini-batches)")
-    accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    for axes in (loss_axes, accuracy_axes):
-        axes.grid(alpha=0.3)
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.legend()
-    if title:
-        figure.suptitle(title)
-    return save(figure, path)
+    loss_axes.set(ylabel="cost C", title="cost (training: mean over the epoch's mini-batches)")
+    accuracy_axes.set(ylabel="accuracy (%)", title="accuracy")
+    return finish(figure, [loss_axes, accuracy_axes], path, title)
 
 
 SLOWDOWN_PANELS = (("mean_sigma_prime", "mean σ'(z)"), ("saturated", "saturated share (σ' < 1 % of max)"),
@@ -47,22 +59,16 @@ SLOWDOWN_PANELS = (("mean_sigma_prime", "mean σ'(z)"), ("saturated", "saturated
 
 def slowdown(history: list[dict], path: Path, title: str = "") -> Path:
     """The learning-slowdown diagnostics per layer and epoch (``diagnostics.slowdown``), one panel each."""
-    figure = Figure(figsize=(13, 4.2))
-    figure.subplots_adjust(left=0.06, right=0.98, bottom=0.12, top=0.84, wspace=0.25)
+    figure, axes = epoch_panels(len(SLOWDOWN_PANELS), 13)
     epochs = [h["epoch"] for h in history]
     layers = sorted({key.split("/")[0] for key in history[0]["diagnostics"]}, key=lambda name: int(name[5:]))
-    for axes, (measure, label) in zip(figure.subplots(1, len(SLOWDOWN_PANELS)), SLOWDOWN_PANELS):
+    for panel, (measure, label) in zip(axes, SLOWDOWN_PANELS):
         for layer in layers:
-            axes.plot(epochs, [h["diagnostics"][f"{layer}/{measure}"] for h in history], marker=".", label=layer)
-        axes.set(xlabel="epoch", title=label)
+            panel.plot(epochs, [h["diagnostics"][f"{layer}/{measure}"] for h in history], marker=".", label=layer)
+        panel.set_title(label)
         if measure == "grad_norm":
-            axes.set_yscale("log")
-        axes.grid(alpha=0.3)
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.legend()
-    if title:
-        figure.suptitle(title)
-    return save(figure, path)
+            panel.set_yscale("log")
+    return finish(figure, axes, path, title)
 
 
 def confusion_counts(predicted: torch.Tensor, actual: torch.Tensor, num_classes: int) -> torch.Tensor:
