@@ -200,18 +200,18 @@ def _trials_and_runs(storage, study_name, mlflow_uri):
     return study.trials, parent, runs
 
 
-def test_two_workers_on_a_journal_file_finish_exactly_n_trials(data_root, mlflow_uri, tmp_path):
+def test_four_workers_on_a_journal_file_finish_exactly_n_trials(data_root, mlflow_uri, tmp_path):
     journal = tmp_path / "study.journal"
     run = subprocess.run([str(SEARCH_SCRIPT), *tiny_overrides(data_root), "tracking=local", f"tracking.uri={mlflow_uri}",
-                          "tracking.experiment=tests", "search=q2_lr", "search.n_trials=6", "search.workers=2",
+                          "tracking.experiment=tests", "search=q2_lr", "search.n_trials=8", "search.workers=4",
                           "search.pruner=none", f"search.storage={journal}", "search.write_experiment=false",
                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     trials, parent, runs = _trials_and_runs(str(journal), "q2_lr", mlflow_uri)
-    assert len(trials) == 6 and sorted(t.number for t in trials) == list(range(6))
+    assert len(trials) == 8 and sorted(t.number for t in trials) == list(range(8))
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     trial_runs = [r for r in runs if "trial_state" in r.data.tags]  # the retrained best is a child too
-    assert sorted(int(r.data.tags["trial_number"]) for r in trial_runs) == list(range(6))
+    assert sorted(int(r.data.tags["trial_number"]) for r in trial_runs) == list(range(8))
     assert len({r.data.tags["mlflow.parentRunId"] for r in runs}) == 1
 
 

@@ -281,3 +281,23 @@ def test_runs_are_found_through_a_tracking_servers_rest_api(tiny_config, mlflow_
     artifacts = json.load(urllib.request.urlopen(
         f"{mlflow_server}/api/2.0/mlflow/artifacts/list?run_id={server_run.info.run_id}", timeout=10))
     assert "learning_curves.png" in {f["path"] for f in artifacts["files"]}
+
+
+def test_four_processes_training_into_one_new_sqlite_store_lose_no_run_and_no_metric(data_root, tmp_path):
+    """Started together on a store that does not exist yet: the schema is created once, every write lands."""
+    uri = f"sqlite:///{tmp_path / 'shared' / 'mlflow.db'}"
+    epochs = 4
+    processes = [subprocess.Popen([str(CONSOLE_SCRIPT), *tiny_overrides(data_root), "tracking=local", f"tracking.uri={uri}",
+                                   "tracking.experiment=crowd", f"trainer.epochs={epochs}", "trainer.validate_every=200",
+                                   f"trainer.seed={i}", f"hydra.run.dir={tmp_path / f'job{i}'}"],
+                                  cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]
+    outputs = [p.communicate(timeout=600) for p in processes]
+    assert all(p.returncode == 0 for p in processes), outputs
+    client = client_for(uri)
+    runs = client.search_runs([client.get_experiment_by_name("crowd").experiment_id])
+    assert sorted(r.data.params["trainer.seed"] for r in runs) == ["0", "1", "2", "3"]
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        result = json.loads((tmp_path / f"job{run.data.params['trainer.seed']}" / "result.json").read_text())
+        assert metric_history(uri, run.info.run_id, "val_accuracy") == [(h["epoch"], h["val_accuracy"]) for h in result["history"]]
+        assert len(metric_history(uri, run.info.run_id, "check_val_accuracy")) == len(result["validation_checks"]) > 0
