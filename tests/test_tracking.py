@@ -195,6 +195,22 @@ def test_a_failing_job_fails_the_sweep_parent_but_keeps_the_other_jobs(data_root
     assert parent.info.status == "FAILED" and [c.info.status for c in children] == ["FINISHED"]
 
 
+@pytest.mark.parametrize("engine", ["autograd", "seed"])
+def test_a_diverging_job_is_failed_with_its_reason_and_the_sweep_goes_on(data_root, mlflow_uri, tmp_path, engine):
+    run = run_cli(["-m", *tiny_overrides(data_root), "tracking=local", f"tracking.uri={mlflow_uri}", "tracking.experiment=tests",
+                   "model.activation=relu", "optimizer.lr=1e30,0.5", f"trainer.engine={engine}", "trainer.epochs=2",
+                   f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    parent = _sweep_parent(mlflow_uri)
+    children = {c.data.params["optimizer.lr"]: c for c in _children(mlflow_uri, parent.info.run_id)}
+    diverged, fine = children["1e+30"], children["0.5"]
+    assert diverged.info.status == "FAILED" and diverged.data.tags["status"] == "diverged"
+    # the first step is finite and throws the weights to ±inf: the second mini-batch (image 50) stops it
+    assert diverged.data.tags["status_detail"] == "non-finite cost nan in epoch 1 at image 50"
+    assert fine.info.status == "FINISHED" and parent.info.status == "FINISHED"
+    assert parent.data.tags["best_run_id"] == fine.info.run_id
+
+
 def test_secrets_in_uris_are_masked():
     assert mask_secrets("postgresql://alice:s3cret@db:5432/x") == "postgresql://alice:***@db:5432/x"
     assert mask_secrets("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
