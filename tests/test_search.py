@@ -254,9 +254,10 @@ def test_ctrl_c_then_the_same_command_completes_the_study_to_n_trials(data_root,
     assert len(killed) == 1 and killed[0].info.status == "KILLED"
 
 
-def test_a_killed_workers_trial_is_failed_and_retried_and_the_study_ends_at_n_trials(data_root, tmp_path):
+def test_a_killed_workers_trial_is_failed_and_retried_and_the_study_ends_at_n_trials(data_root, mlflow_uri, tmp_path):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"  # an RDB storage: trials carry heartbeats
-    command = [str(SEARCH_SCRIPT), *tiny_overrides(data_root), "search=q2_lr", "search.n_trials=3",
+    command = [str(SEARCH_SCRIPT), *tiny_overrides(data_root), "tracking=local", f"tracking.uri={mlflow_uri}",
+               "tracking.experiment=tests", "search=q2_lr", "search.n_trials=3",
                "search.pruner=none", f"search.storage={storage}", "search.heartbeat_seconds=1",
                "search.write_experiment=false", "search.final_test=false"]
     killed = signal_when([*command, "trainer.epochs=100000", f"hydra.run.dir={tmp_path / 'first'}"], tmp_path,
@@ -271,3 +272,8 @@ def test_a_killed_workers_trial_is_failed_and_retried_and_the_study_ends_at_n_tr
     (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == stale.number]
     assert stale.number == 0 and retry.state == optuna.trial.TrialState.COMPLETE and retry.params == stale.params
     assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) == 3
+    # the dead worker could not end its MLflow runs; the next worker did
+    parent, runs = children(mlflow_uri)
+    assert parent.info.status == "FINISHED" and all(r.info.status != "RUNNING" for r in runs)
+    (lost,) = [r for r in runs if r.data.tags.get("job_num") == "0"]
+    assert lost.info.status == "KILLED" and lost.data.tags["status"] == "worker_lost"

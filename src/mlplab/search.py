@@ -267,12 +267,29 @@ def next_trial(study: optuna.Study, ctx: Context) -> Optional[optuna.Trial]:
         return None
     if heartbeat_enabled(study):
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: FAIL, and retried once
+        close_lost_runs(study, ctx)
     with budget_lock(storage_url(ctx.search), ctx.study_name):
         if counted(study) >= budget(ctx.search):
             return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "heartbeat is meant for optimize": ``heartbeat`` beats
             return study.ask()
+
+
+def close_lost_runs(study: optuna.Study, ctx: Context) -> None:
+    """A worker killed outright (kill -9) cannot end its trial's MLflow run: whoever finds the trial failed
+    ends the run KILLED, tagged ``status=worker_lost``, so no run stays RUNNING."""
+    if not ctx.parent_run_id:
+        return
+    client = client_for(resolve_uri(ctx.base.tracking))
+    running = client.search_runs([client.get_run(ctx.parent_run_id).info.experiment_id],
+                                 filter_string=f"tags.mlflow.parentRunId = '{ctx.parent_run_id}' and attributes.status = 'RUNNING'")
+    failed = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))}
+    for run in running:
+        if run.data.tags.get("job_num", "").isdigit() and int(run.data.tags["job_num"]) in failed:
+            client.set_tag(run.info.run_id, "status", "worker_lost")
+            client.set_tag(run.info.run_id, "trial_state", "FAIL")
+            client.set_terminated(run.info.run_id, "KILLED")
 
 
 def run_trial(study: optuna.Study, trial: optuna.Trial, ctx: Context) -> None:
