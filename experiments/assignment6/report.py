@@ -203,7 +203,9 @@ class Report:
         report_run = self.manifest.report_run_id
         lines = [
             "# Assignment 6, answered from tracked runs", "",
-            f"Made by `experiments/assignment6/run.py{' --fast' if self.manifest.fast else ''}` on {self.manifest.started}. "
+            f"Made by `experiments/assignment6/run.py{' --fast' if self.manifest.fast else ''}` on {self.manifest.started} "
+            f"at commit `{self.run(report_run).data.tags.get('git_commit', 'unknown')[:12]}`"
+            f"{' (with uncommitted changes)' if self.run(report_run).data.tags.get('git_dirty') == 'true' else ''}. "
             f"Every number below is read from the MLflow runs that command made (report run `{report_run}`, "
             "experiment `assignment6`); each figure is also an artifact of that run.", "",
             *self.q1(), *self.perceptron(), *self.slowdown(), *self.q2(), *self.q3(q2_test), *self.nielsen()]
