@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--work-dir", type=Path, default=Path("outputs/assignment6"), help="job folders (models, results)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("mlplab").setLevel(logging.WARNING)  # the study logs one line per run instead
+    logging.getLogger("mlplab").setLevel(logging.WARNING)  # the study logs one line per run instead:
+    logging.getLogger("mlplab.assignment6").setLevel(logging.INFO)
 
     settings = Settings(fast=args.fast, data_root=args.data_root, tracking_uri=args.tracking_uri,
                         out_dir=args.work_dir, optuna_storage=args.optuna_storage, extra=args.set)
