@@ -29,14 +29,21 @@ def _on_sigterm(signum, frame):
 
 
 def explain(error: BaseException) -> str:
-    """One line saying what is wrong and what to change."""
-    from hydra.errors import ConfigCompositionException, MissingConfigException
+    """One line saying what is wrong and what to change, with any password in a URI masked."""
+    from .tracking import mask_secrets
+
+    return mask_secrets(_explain(error))
+
+
+def _explain(error: BaseException) -> str:
+    from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
     from .config import ConfigError
     from .data import DataError
+    from .tracking import TrackingError
 
-    if isinstance(error, (ConfigError, DataError)):
+    if isinstance(error, (ConfigError, DataError, TrackingError)):
         return str(error)
     if isinstance(error, MissingConfigException):
         missing = (error.missing_cfg_file or "").strip("/")
@@ -54,7 +61,10 @@ def explain(error: BaseException) -> str:
         key = getattr(cause, "full_key", None)
         return f"{key}: {message}" if key and key not in message else message
     lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
+    line = lines[0] if lines else type(error).__name__
+    if isinstance(error, HydraException):
+        return line
+    return f"{line} ({type(error).__name__}; MLPLAB_DEBUG=1 shows the traceback)"  # not foreseen: say how to see more
 
 
 def compose_train(overrides: list[str], config_name: str = "train"):
@@ -99,23 +109,21 @@ def finite_or_none(value):
 
 
 def _fail_fast_in_single_runs(task: Callable) -> Callable:
-    """In a single run, a user's mistake exits at once with its one line; in a multirun Hydra records the
-    failed job, runs the others, and reports it at the end (naming the job's overrides)."""
+    """In a single run, an error exits at once with its one line (Hydra would first print the job's
+    overrides, passwords included); in a multirun Hydra records the failed job, runs the others, and
+    reports it at the end."""
 
     @functools.wraps(task)
     def guarded(cfg):
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
-        from .config import ConfigError
-        from .data import DataError
-
         try:
             return task(cfg)
-        except (ConfigError, DataError) as error:
+        except Exception as error:  # noqa: BLE001 - every error ends in one line (or a traceback when debugging)
             if HydraConfig.get().mode == RunMode.MULTIRUN or os.environ.get("MLPLAB_DEBUG"):
                 raise
-            print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+            print(f"{Path(sys.argv[0]).name}: error: {explain(error)}", file=sys.stderr)
             raise SystemExit(EXIT_USAGE) from None
 
     return guarded

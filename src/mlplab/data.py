@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import shutil
 import socket
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from torchvision import datasets
 
 from .config import DataConfig
+
+if TYPE_CHECKING:
+    from torchvision import datasets
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = (
@@ -36,14 +42,20 @@ class Dataset:
     """Which torchvision class parses a data set, and where its files can come from."""
 
     title: str
-    torchvision_class: type
+    class_name: str  # in torchvision.datasets, which is imported only when data is loaded (it costs ~2 s)
     system_dir: Path | None  # a folder a system package installs the .gz files into
     system_package: str | None
 
+    @property
+    def torchvision_class(self) -> type:
+        from torchvision import datasets
+
+        return getattr(datasets, self.class_name)
+
 
 DATASETS = {
-    "fashion_mnist": Dataset("Fashion-MNIST", datasets.FashionMNIST, DEBIAN_FASHION_MNIST, "dataset-fashion-mnist"),
-    "mnist": Dataset("MNIST", datasets.MNIST, None, None),
+    "fashion_mnist": Dataset("Fashion-MNIST", "FashionMNIST", DEBIAN_FASHION_MNIST, "dataset-fashion-mnist"),
+    "mnist": Dataset("MNIST", "MNIST", None, None),
 }
 
 
@@ -76,7 +88,7 @@ class Splits:
 
 def raw_dir(root: Path, dataset: Dataset) -> Path:
     """Where torchvision looks for the decompressed IDX files."""
-    return root / dataset.torchvision_class.__name__ / "raw"
+    return root / dataset.class_name / "raw"
 
 
 def _has_idx_files(folder: Path) -> bool:
@@ -89,12 +101,42 @@ def _decompress_from(source: Path, target: Path) -> bool:
         return False
     target.mkdir(parents=True, exist_ok=True)
     for name in IDX_FILES:
-        partial = target / f"{name}.partial"
+        packed_path, partial = source / f"{name}.gz", target / f"{name}.partial"
         # Write beside and rename, so an interrupted copy never looks like a complete file.
-        with gzip.open(source / f"{name}.gz", "rb") as packed, open(partial, "wb") as out:
-            shutil.copyfileobj(packed, out)
+        try:
+            with gzip.open(packed_path, "rb") as packed, open(partial, "wb") as out:
+                shutil.copyfileobj(packed, out)
+        except BaseException as error:
+            partial.unlink(missing_ok=True)
+            if isinstance(error, (EOFError, gzip.BadGzipFile, zlib.error)):
+                raise DataError(f"{packed_path} is truncated or corrupt: replace it with a good copy") from error
+            raise
         partial.replace(target / name)
     return True
+
+
+def check_idx_files(folder: Path) -> None:
+    """Each IDX file starts with its magic number (0x00000803 images, 0x00000801 labels) and holds exactly the
+    bytes its header announces, and each split has as many labels as images. (torchvision checks the first
+    with a bare assert and the last not at all.)"""
+    counts = {}
+    for name in IDX_FILES:
+        path, ndim = folder / name, 3 if "images" in name else 1
+        fix = f"replace it with a good copy (or delete it to unpack {name}.gz again)"
+        with open(path, "rb") as stream:
+            header = stream.read(4 + 4 * ndim)
+        if len(header) < 4 + 4 * ndim or header[:4] != struct.pack(">I", 0x800 + ndim):
+            raise DataError(f"{path} is not an IDX file (it starts 0x{header[:4].hex()}, not {0x800 + ndim:#010x}): {fix}")
+        dims = struct.unpack(f">{ndim}I", header[4:])
+        size, expected = path.stat().st_size, len(header) + math.prod(dims)
+        if size != expected:
+            raise DataError(f"{path} holds {size} bytes, not the {expected} its header announces: {fix}")
+        counts[name] = dims[0]
+    for split, prefix in (("training", "train"), ("test", "t10k")):
+        images, labels = counts[f"{prefix}-images-idx3-ubyte"], counts[f"{prefix}-labels-idx1-ubyte"]
+        if images != labels:
+            raise DataError(f"{folder} has {images} {split} images but {labels} labels: "
+                            f"replace them with matching {prefix}-images and {prefix}-labels files")
 
 
 def _try_download(root: Path, dataset: Dataset) -> bool:
@@ -189,6 +231,7 @@ def shifted_copies(x: torch.Tensor, side: int = 28) -> torch.Tensor:
 def load(cfg: DataConfig, device: torch.device) -> Splits:
     """Load, split, subset, expand and scale a data set; every split ends up on ``device``."""
     root, dataset = locate(cfg)
+    check_idx_files(raw_dir(root, dataset))
     parsed_train = dataset.torchvision_class(str(root), train=True, download=False)
     parsed_test = dataset.torchvision_class(str(root), train=False, download=False)
     class_names = list(parsed_train.classes)

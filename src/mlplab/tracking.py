@@ -100,12 +100,21 @@ class _RetryingClient:
 
 @functools.lru_cache(maxsize=8)
 def client_for(uri: str) -> _RetryingClient:
-    """A client whose store exists: a new sqlite store's schema is created once, under a file lock."""
+    """A client whose store exists: a new sqlite store's schema is created once, under a file lock; a server
+    must answer first (MLflow itself retries an unreachable one for ~4 minutes)."""
     from mlflow.tracking import MlflowClient
 
     db = _sqlite_path(uri)
     if db is None:
-        return _RetryingClient(MlflowClient(uri))
+        if uri.startswith(("http://", "https://")):
+            _check_reachable(uri)
+        try:
+            return _RetryingClient(MlflowClient(uri))
+        except Exception as error:  # noqa: BLE001 - MLflow's message lists every scheme it knows, over lines
+            raise TrackingError(f"tracking.uri={mask_secrets(uri)} is not a store MLflow can open: use "
+                                "sqlite:////absolute/path/mlflow.db, http://host:port, or tracking=off") from error
+    # The schema migration of a new store logs at INFO on stderr: the user asked for a run, not for that.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     try:
         db.parent.mkdir(parents=True, exist_ok=True)
         with open(db.with_suffix(".lock"), "w") as lock:
@@ -116,6 +125,20 @@ def client_for(uri: str) -> _RetryingClient:
         raise TrackingError(f"cannot write the MLflow store {db} ({error.strerror}): "
                             "fix its permissions or set tracking.uri / tracking=off") from error
     return _RetryingClient(client)
+
+
+def _check_reachable(uri: str, timeout_s: float = 10) -> None:
+    """One request, no retries: any HTTP answer will do, no answer is the user's to fix."""
+    import requests
+
+    try:
+        requests.head(uri, timeout=timeout_s, allow_redirects=False)
+    except requests.exceptions.SSLError:
+        return  # it answered; TLS settings (MLFLOW_TRACKING_INSECURE_TLS, …) are MLflow's to apply
+    except requests.RequestException as error:
+        raise TrackingError(f"cannot reach the MLflow server {mask_secrets(uri)} ({type(error).__name__}): start it "
+                            "(`make ui` serves the project's store) or fix tracking.uri; tracking=local needs no server"
+                            ) from None
 
 
 def experiment_id(client: _RetryingClient, name: str, uri: str) -> str:
