@@ -30,7 +30,7 @@ def _on_sigterm(signum, frame):
 
 def explain(error: BaseException) -> str:
     """One line saying what is wrong and what to change, with any password in a URI masked."""
-    from .tracking import mask_secrets
+    from .masking import mask_secrets
 
     return mask_secrets(_explain(error))
 
@@ -145,6 +145,9 @@ def run_hydra_app(task: Callable, config_name: str) -> None:
     register()
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let exceptions reach ``explain`` instead of Hydra's report
     signal.signal(signal.SIGTERM, _on_sigterm)
+    from .masking import MaskingStream
+
+    sys.stdout, sys.stderr = MaskingStream(sys.stdout), MaskingStream(sys.stderr)  # printed configs, logs, errors
     app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(
         _fail_fast_in_single_runs(task))
     prog = Path(sys.argv[0]).name

@@ -20,7 +20,6 @@ import functools
 import json
 import logging
 import os
-import re
 import subprocess
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from hydra.experimental.callback import Callback  # noqa: E402
 
 from .cli import CONF_DIR  # noqa: E402
 from .config import TrackingConfig, TrainConfig  # noqa: E402
+from .masking import mask_secrets  # noqa: E402,F401 - also what tracking's callers import
 
 log = logging.getLogger("mlplab")
 PROJECT_ROOT = CONF_DIR.parent
@@ -45,11 +45,6 @@ RUN_STATUS = {"finished": "FINISHED", "early_stopped": "FINISHED", "diverged": "
 
 class TrackingError(RuntimeError):
     """The tracking store cannot be used; the message names the fix."""
-
-
-def mask_secrets(text: str) -> str:
-    """``scheme://user:password@host`` → ``scheme://user:***@host``."""
-    return re.sub(r"(://[^/:@\s]+):[^@/\s]+@", r"\1:***@", text)
 
 
 def default_uri() -> str:
