@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONSOLE_SCRIPT, run_cli, tiny_overrides
+from conftest import run_cli, tiny_overrides
 from mlplab.masking import MaskingStream, mask_secrets
 
 SEARCH_SCRIPT = Path(sys.executable).parent / "mlplab-search"
