@@ -45,7 +45,7 @@ Q3_VARIANTS = {
     "ReLU + He initialisation": ["model.activation=relu", "initializer=he_normal", "optimizer.lr=0.1"],
     "leaky ReLU + He initialisation": ["model.activation=leaky_relu", "initializer=he_normal", "optimizer.lr=0.1"],
     "tanh": ["model.activation=tanh", "optimizer.lr=0.1"],
-    "softmax + log-likelihood": ["loss=log_likelihood"],
+    "softmax + log-likelihood": ["loss=log_likelihood", "model.output=softmax"],
     "wider: 500 hidden": ["model.sizes=[784,500,10]"],
     "deeper: 2 hidden layers": ["model.sizes=[784,300,100,10]"],
     "L2 (λ = 5)": ["regularization=l2", "regularization.l2=5.0"],
