@@ -9,7 +9,6 @@ evaluated on the test set once, from its saved weights, and only then. The study
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from mlplab import gd, perceptron, plots
 from mlplab.cli import compose_train
 from mlplab.config import DataConfig, SearchConfig, TrackingConfig
 from mlplab.data import DataError
+from mlplab.losses import COSTS
 from mlplab.model import build as build_model
 from mlplab.search import run_study
 from mlplab.tracking import MlflowRecorder, client_for, recorded_run, resolve_uri
@@ -149,8 +149,6 @@ class Study:
         splits = self.splits(cfg.data)
         net = build_model(cfg.model, cfg.loss.name, cfg.regularization.dropout)
         net.load_state_dict(torch.load(Path(entry["out_dir"]) / "model.pt", weights_only=True))
-        from mlplab.losses import COSTS
-
         test_loss, test_accuracy = evaluate(net, splits.test, COSTS[cfg.loss.name])
         run_id = entry["run_id"]
         self.client.log_metric(run_id, "test_accuracy", test_accuracy)
@@ -270,6 +268,3 @@ class Study:
                 log.info("%s done in %.0f s", step.__name__, time.perf_counter() - started)
         return self.manifest
 
-
-def settings_dict(settings: Settings) -> dict:
-    return {k: str(v) for k, v in dataclasses.asdict(settings).items()}
