@@ -115,14 +115,19 @@ def predict(model: model_module.MLP, x: torch.Tensor) -> torch.Tensor:
 
 def mini_batches(split: data_module.Split, permutation: torch.Tensor, batch_size: int):
     """(start, end, x, y) of each mini-batch of the epoch's ``permutation``. The images are gathered a block
-    at a time (a multiple of the batch size), so a tiny batch costs a slice, not an index operation."""
+    at a time (a multiple of the batch size) into one reused buffer, so a tiny batch costs a slice, not an
+    index operation, and no fresh memory is touched. A batch is a view: valid until the next one is drawn."""
     block = batch_size * max(1, SHUFFLE_CHUNK // batch_size)
+    xs = split.x.new_empty((min(block, len(permutation)), *split.x.shape[1:]))
+    ys = split.y.new_empty(min(block, len(permutation)))
     for block_start in range(0, len(permutation), block):
         indices = permutation[block_start : block_start + block]
-        xs, ys = split.x[indices], split.y[indices]
+        x_block, y_block = xs[: len(indices)], ys[: len(indices)]
+        torch.index_select(split.x, 0, indices, out=x_block)
+        torch.index_select(split.y, 0, indices, out=y_block)
         for start in range(0, len(indices), batch_size):
             end = min(start + batch_size, len(indices))
-            yield block_start + start, block_start + end, xs[start:end], ys[start:end]
+            yield block_start + start, block_start + end, x_block[start:end], y_block[start:end]
 
 
 def check_against_data(cfg: TrainConfig, splits: data_module.Splits) -> None:
