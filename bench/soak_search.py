@@ -43,7 +43,7 @@ def main() -> int:
     command = [str(SEARCH), "search=q2_lr", f"search.n_trials={args.trials}", f"search.storage={storage}",
                "search.study_name=soak", "search.heartbeat_seconds=2", "search.write_experiment=false",
                "search.final_test=false", f"tracking.uri={mlflow_uri}", "tracking.experiment=soak",
-               "data.fraction=0.05", "data.validation_size=2000", "trainer.epochs=4", "trainer.threads=1"]
+               "data.fraction=0.2", "data.validation_size=2000", "trainer.epochs=6", "trainer.threads=1"]
 
     def start(n: int) -> subprocess.Popen:
         return subprocess.Popen([*command, f"hydra.run.dir={folder / f'worker{n}'}"], cwd=folder,

@@ -317,3 +317,26 @@ def test_four_processes_training_into_one_new_sqlite_store_lose_no_run_and_no_me
         result = json.loads((tmp_path / f"job{run.data.params['trainer.seed']}" / "result.json").read_text())
         assert metric_history(uri, run.info.run_id, "val_accuracy") == [(h["epoch"], h["val_accuracy"]) for h in result["history"]]
         assert len(metric_history(uri, run.info.run_id, "check_val_accuracy")) == len(result["validation_checks"]) > 0
+
+
+def test_a_store_whose_creation_is_interrupted_is_never_left_half_made(tmp_path, monkeypatch):
+    """A worker killed while MLflow builds a new store's schema must not leave a store no later run can open."""
+    from mlflow.tracking import MlflowClient
+
+    from mlplab import tracking
+
+    db = tmp_path / "store" / "mlflow.db"
+    real = MlflowClient.search_experiments
+
+    def killed_while_migrating(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        raise KeyboardInterrupt  # the schema is built, the move into place never happens
+
+    monkeypatch.setattr(MlflowClient, "search_experiments", killed_while_migrating)
+    with pytest.raises(KeyboardInterrupt):
+        tracking.client_for(f"sqlite:///{db}")
+    assert not db.exists() and len(list(db.parent.glob("mlflow.db.partial-*"))) == 1
+    monkeypatch.setattr(MlflowClient, "search_experiments", real)
+    client = tracking.client_for(f"sqlite:///{db}")  # the next run builds it afresh
+    assert client.get_experiment_by_name("Default") is not None and db.exists()
+    assert not list(db.parent.glob("mlflow.db.partial-*"))

@@ -114,12 +114,27 @@ def client_for(uri: str) -> _RetryingClient:
         db.parent.mkdir(parents=True, exist_ok=True)
         with open(db.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            if not db.exists():
+                _create_store(db)
             client = MlflowClient(uri)
-            client.search_experiments(max_results=1)  # creates or migrates the schema while we hold the lock
+            client.search_experiments(max_results=1)  # migrates an older schema while we hold the lock
     except OSError as error:
         raise TrackingError(f"cannot write the MLflow store {db} ({error.strerror}): "
                             "fix its permissions or set tracking.uri / tracking=off") from error
     return _RetryingClient(client)
+
+
+def _create_store(db: Path) -> None:
+    """Build the schema in a side file and move it into place: a process killed mid-migration (even by
+    kill -9) leaves a stray ``.partial``, never a half-made store every later run would fail on."""
+    from mlflow.tracking import MlflowClient
+
+    for stray in db.parent.glob(f"{db.name}.partial-*"):  # left by a creator that was killed (we hold the lock)
+        stray.unlink(missing_ok=True)
+    # A name never used before: MLflow caches a store per URI, and a cached one would not rebuild the file.
+    partial = db.with_name(f"{db.name}.partial-{os.getpid()}-{time.monotonic_ns()}")
+    MlflowClient(f"sqlite:///{partial}").search_experiments(max_results=1)
+    os.replace(partial, db)
 
 
 def _check_reachable(uri: str, timeout_s: float = 10) -> None:
