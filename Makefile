@@ -1,5 +1,5 @@
 # The two commands of the README, plus the benchmark. Each target sets itself up first (idempotently).
-.PHONY: setup train test bench bench-tracking bench-search bench-engines assignment6 ui
+.PHONY: setup train test bench bench-tracking bench-search bench-engines bench-soak assignment6 ui
 
 setup:
 	@scripts/setup.sh
@@ -24,6 +24,10 @@ bench-engines: setup
 # Assignment 6 end to end on real Fashion-MNIST: tracked runs, then experiments/assignment6/REPORT.md (ARGS=--fast: minutes).
 assignment6: setup
 	.venv/bin/python experiments/assignment6/run.py $(ARGS)
+
+# A 50-trial study whose workers are killed at random, then both stores checked for consistency.
+bench-soak: setup
+	.venv/bin/python bench/soak_search.py $(ARGS)
 
 bench-search: setup
 	.venv/bin/python bench/search_vs_grid.py $(ARGS)

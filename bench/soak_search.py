@@ -35,7 +35,9 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--kill-every", type=float, nargs=2, default=(3.0, 10.0), metavar=("MIN_S", "MAX_S"))
+    parser.add_argument("--kill-every", type=float, nargs=2, default=(1.0, 3.0), metavar=("MIN_S", "MAX_S"))
+    parser.add_argument("--epochs", type=int, default=10, help="per trial: trials must outlive the kill interval")
+    parser.add_argument("--fraction", type=float, default=0.5, help="of the training images")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     folder = Path(tempfile.mkdtemp(prefix="mlplab-soak-"))
@@ -43,24 +45,27 @@ def main() -> int:
     command = [str(SEARCH), "search=q2_lr", f"search.n_trials={args.trials}", f"search.storage={storage}",
                "search.study_name=soak", "search.heartbeat_seconds=2", "search.write_experiment=false",
                "search.final_test=false", f"tracking.uri={mlflow_uri}", "tracking.experiment=soak",
-               "data.fraction=0.2", "data.validation_size=2000", "trainer.epochs=6", "trainer.threads=1"]
+               f"data.fraction={args.fraction}", "data.validation_size=2000", f"trainer.epochs={args.epochs}",
+               "trainer.threads=1"]
 
     def start(n: int) -> subprocess.Popen:
         return subprocess.Popen([*command, f"hydra.run.dir={folder / f'worker{n}'}"], cwd=folder,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
+    watch = optuna.storages.RDBStorage(storage)  # one connection for the supervisor's frequent looks
     started, kills = time.time(), collections.Counter()
     spawned = args.workers
     workers = [start(n) for n in range(args.workers)]
     next_kill = time.time() + rng.uniform(*args.kill_every)
     while True:
         time.sleep(0.2)
-        if all(w.poll() is not None for w in workers) and done(storage, args.trials):
+        finished = done(watch, args.trials)
+        if finished and all(w.poll() is not None for w in workers):
             break
         for i, worker in enumerate(workers):
-            if worker.poll() is not None and not done(storage, args.trials):
+            if worker.poll() is not None and not finished:
                 workers[i], spawned = start(spawned), spawned + 1  # a worker that ended early is replaced
-        if time.time() >= next_kill and not done(storage, args.trials):
+        if time.time() >= next_kill and not finished:
             i, signum = rng.randrange(len(workers)), rng.choice(SIGNALS)
             if workers[i].poll() is None:
                 workers[i].send_signal(signum)
@@ -74,7 +79,7 @@ def main() -> int:
     return check(storage, mlflow_uri, args.trials, kills, spawned + 1, time.time() - started, folder)
 
 
-def done(storage: str, trials: int) -> bool:
+def done(storage, trials: int) -> bool:
     try:
         study = optuna.load_study(study_name="soak", storage=storage)
     except KeyError:
