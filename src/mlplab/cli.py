@@ -145,6 +145,9 @@ def run_hydra_app(task: Callable, config_name: str) -> None:
     register()
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let exceptions reach ``explain`` instead of Hydra's report
     signal.signal(signal.SIGTERM, _on_sigterm)
+    # A job started in the background by a script inherits SIGINT ignored; an explicit SIGINT must still
+    # end its run KILLED with exit 130.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from .masking import MaskingStream
 
     sys.stdout, sys.stderr = MaskingStream(sys.stdout), MaskingStream(sys.stderr)  # printed configs, logs, errors
