@@ -127,5 +127,10 @@ def signal_when(command: list[str], cwd: Path, ready: Path, signum: int, timeout
     while not ready.exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.1)
     process.send_signal(signum)
-    stdout, stderr = process.communicate(timeout=timeout)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()  # a process that ignored the signal must not outlive the test
+        process.communicate()
+        raise
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
