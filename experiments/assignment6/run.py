@@ -19,13 +19,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from mlplab.cli import EXIT_SIGINT, EXIT_SIGTERM, Terminated  # noqa: E402
+from mlplab.cli import EXIT_SIGINT, EXIT_SIGTERM, Terminated, on_sigterm  # noqa: E402
 from report import Report  # noqa: E402
 from study import Settings, Study  # noqa: E402
-
-
-def terminate(signum, frame):
-    raise Terminated()
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -59,7 +55,7 @@ def main(argv: list[str] | None = None) -> Path:
 if __name__ == "__main__":
     # Ctrl-C and SIGTERM end every open run KILLED (a background job inherits SIGINT ignored: re-arm it).
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         main()
     except Terminated:

@@ -167,22 +167,15 @@ class SeedBackprop:
             if fwd.masks[layer] is not None:
                 g = g * fwd.masks[layer]
             z, a = fwd.z[layer], fwd.unmasked[layer]
-            if self.prelu:
-                self._prelu_grad(layer, g, z)
             delta = times_sigma_prime(self.activation, g, z, a, self.slopes[layer])
             deltas[layer] = delta
         if update is not None:
             update(0, delta)
         return deltas
 
-    def _prelu_grad(self, layer: int, g: torch.Tensor, z: torch.Tensor) -> None:
-        """PReLU's slope α is a parameter: ∂C/∂α = (1/m) Σ g ⊙ min(z, 0)."""
-        self._alpha_grads[layer] = (g * z.clamp(max=0)).sum().reshape(1) / z.shape[0]
-
     @torch.no_grad()
     def gradients(self, x: torch.Tensor, y_onehot: torch.Tensor) -> tuple[Forward, dict[str, torch.Tensor]]:
         """∂C/∂θ of the data cost for every parameter, by name as in ``net.named_parameters()``."""
-        self._alpha_grads: dict[int, torch.Tensor] = {}
         fwd = self.feedforward(x)
         deltas = self.errors(fwd, y_onehot)
         m = x.shape[0]
@@ -190,8 +183,11 @@ class SeedBackprop:
         for layer, delta in enumerate(deltas):
             grads[f"layers.{layer}.weight"] = delta.t() @ fwd.a[layer] / m
             grads[f"layers.{layer}.bias"] = delta.sum(dim=0) / m
-        for layer, grad in self._alpha_grads.items():
-            grads[f"activations.{layer}.weight"] = grad
+        for layer in range(len(self.prelu)):  # PReLU's slope α is a parameter: ∂C/∂α = (1/m) Σ g ⊙ min(z, 0)
+            g = deltas[layer + 1] @ self.W[layer + 1]  # ∂C/∂a^ℓ, as in ``errors``
+            if fwd.masks[layer] is not None:
+                g = g * fwd.masks[layer]
+            grads[f"activations.{layer}.weight"] = (g * fwd.z[layer].clamp(max=0)).sum().reshape(1) / m
         return fwd, grads
 
 

@@ -24,7 +24,7 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, delivered like Ctrl-C so every ``except KeyboardInterrupt`` cleans up the same way."""
 
 
-def _on_sigterm(signum, frame):
+def on_sigterm(signum, frame):
     raise Terminated()
 
 
@@ -144,7 +144,7 @@ def run_hydra_app(task: Callable, config_name: str) -> None:
 
     register()
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let exceptions reach ``explain`` instead of Hydra's report
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, on_sigterm)
     # A job started in the background by a script inherits SIGINT ignored; an explicit SIGINT must still
     # end its run KILLED with exit 130.
     signal.signal(signal.SIGINT, signal.default_int_handler)
