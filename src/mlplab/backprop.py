@@ -129,11 +129,12 @@ class SeedBackprop:
         if activation == "step":
             assert all(isinstance(sigma, Step) for sigma in net.activations)
 
-    def feedforward(self, x: torch.Tensor) -> Forward:
+    def feedforward(self, x: torch.Tensor, z_out: Optional[torch.Tensor] = None) -> Forward:
+        """``z_out``, if given, receives z^L."""
         fwd = Forward(z=[], a=[x], masks=[], unmasked=[])
         last = len(self.W) - 1
         for layer, (Wt, b) in enumerate(zip(self.Wt, self.b)):
-            z = torch.addmm(b, fwd.a[-1], Wt)
+            z = torch.addmm(b, fwd.a[-1], Wt, out=z_out if layer == last else None)
             if layer == last:
                 a, mask = activate(z, self.net.output), None
             else:
@@ -153,15 +154,17 @@ class SeedBackprop:
             return None
         return torch.empty_like(a).bernoulli_(1 - self.p).div_(1 - self.p)
 
-    def errors(self, fwd: Forward, y_onehot: torch.Tensor, update: Optional[Callable] = None) -> list[torch.Tensor]:
+    def errors(self, fwd: Forward, y_onehot: torch.Tensor, update: Optional[Callable] = None,
+               output_delta: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
         """δ^L … δ^1 (returned in layer order). ``update(ℓ, δ^ℓ)`` is called as soon as W^ℓ is no longer
-        needed for δ^{ℓ-1}, so an in-place SGD step can follow the error down the network."""
+        needed for δ^{ℓ-1}, so an in-place SGD step can follow the error down the network. ``output_delta``
+        is δ^L when the caller already has it."""
         L = len(self.W)
         deltas: list[Optional[torch.Tensor]] = [None] * L
-        delta = output_error(self.cost, self.net.output, fwd.z[-1], fwd.a[-1], y_onehot)
+        delta = output_error(self.cost, self.net.output, fwd.z[-1], fwd.a[-1], y_onehot) if output_delta is None else output_delta
         deltas[-1] = delta
         for layer in range(L - 2, -1, -1):
-            g = delta @ self.W[layer + 1]  # ∂C/∂a^ℓ (dropped units get the mask's zero below)
+            g = torch.mm(delta, self.W[layer + 1])  # ∂C/∂a^ℓ (dropped units get the mask's zero below)
             if update is not None:
                 update(layer + 1, delta)
             if fwd.masks[layer] is not None:
@@ -204,40 +207,48 @@ class SeedEngine:
         self.quadratic_sigmoid = cost_name == "quadratic" and net.output == "sigmoid"
         self.ones = torch.ones(0, device=self.eye.device, dtype=self.eye.dtype)  # for Σ over a batch's rows
 
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """(z^L, C) of the batch; the weights move only when C is finite. (No ``no_grad`` needed: nothing here
-        touches a tensor that requires grad, except PReLU's slope, which takes the unfused path.)"""
-        y_onehot = self.eye[y]  # e_y (an index into I is cheaper than F.one_hot's range check each step)
+    def step(self, x: torch.Tensor, y: torch.Tensor, y_onehot: Optional[torch.Tensor] = None,
+             z_out: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, float]:
+        """(z^L, C) of the batch (z^L written into ``z_out`` if given); the weights move only when C is finite.
+        ``y_onehot`` is e_y of the labels ``y``, if the caller has it at hand."""
+        if y_onehot is None:
+            y_onehot = self.eye[y]
         if self.fused:
-            fwd = self.backprop.feedforward(x)
-        else:
-            fwd, grads = self.backprop.gradients(x, y_onehot)
-        z = fwd.z[-1]
-        loss = self._cost(z, fwd.a[-1], y, y_onehot)
+            with torch.inference_mode():  # no autograd bookkeeping in any op: about a tenth of a tiny step
+                return self._fused_step(x, y, y_onehot, z_out)
+        fwd, grads = self.backprop.gradients(x, y_onehot)
+        z = fwd.z[-1] if z_out is None else z_out.copy_(fwd.z[-1])
+        loss = float(self.cost(z, y, self.net.output))
         if not math.isfinite(loss):
             return z, loss
-        if self.fused:
-            self._sgd_step(fwd, y_onehot, x.shape[0])
-        else:
-            for name, param in self.params.items():
-                param.grad = grads[name]
-            if self.penalty.active:
-                self.penalty.add_gradients(self.net.weights())
-            self.optimizer.step()
+        for name, param in self.params.items():
+            param.grad = grads[name]
+        if self.penalty.active:
+            self.penalty.add_gradients(self.net.weights())
+        self.optimizer.step()
         return z, loss
 
-    def _cost(self, z: torch.Tensor, a: torch.Tensor, y: torch.Tensor, y_onehot: torch.Tensor) -> float:
-        """C of the batch; Nielsen's setting (quadratic after sigmoid) straight from a^L, which is at hand."""
-        if self.quadratic_sigmoid:  # ½‖a − y‖² summed, in one fused kernel
-            return 0.5 * float(torch.nn.functional.mse_loss(a, y_onehot, reduction="sum")) / len(y)
-        return float(self.cost(z, y, self.net.output))
+    def _fused_step(self, x: torch.Tensor, y: torch.Tensor, y_onehot: torch.Tensor,
+                    z_out: Optional[torch.Tensor]) -> tuple[torch.Tensor, float]:
+        """Plain SGD: C, then W ← (1 − ηλ/n)W − η(λ₁/n) sign W − (η/m) δᵀa,  b ← b − (η/m) Σ δ as each δ is known."""
+        m = x.shape[0]
+        fwd = self.backprop.feedforward(x, z_out)
+        z, a = fwd.z[-1], fwd.a[-1]
+        output_delta = None
+        if self.quadratic_sigmoid:  # Nielsen's setting: C and δ^L share a − y
+            difference = a - y_onehot
+            flat = difference.view(-1)
+            loss = 0.5 * float(torch.dot(flat, flat)) / m  # ½‖a − y‖² summed, averaged over the batch
+            output_delta = aten.sigmoid_backward(difference, a)  # (a − y) ⊙ σ'(z)
+        else:
+            loss = float(self.cost(z, y, self.net.output))
+        if not math.isfinite(loss):
+            return z, loss
 
-    def _sgd_step(self, fwd: Forward, y_onehot: torch.Tensor, m: int) -> None:
-        """W ← (1 − ηλ/n)W − η(λ₁/n) sign W − (η/m) δᵀa,  b ← b − (η/m) Σ δ — as each δ is known."""
         eta = self.optimizer.param_groups[0]["lr"]
-        if len(self.ones) != m:  # the last mini-batch of an epoch may be shorter
-            self.ones = torch.ones(m, device=self.ones.device, dtype=self.ones.dtype)
-        W, b, a, ones = self.backprop.W, self.backprop.b, fwd.a, self.ones
+        if self.ones.shape[0] != m:  # the last mini-batch of an epoch may be shorter
+            self.ones = torch.ones(m, device=self.eye.device, dtype=self.eye.dtype)
+        W, b, ones, step = self.backprop.W, self.backprop.b, self.ones, -eta / m
         decay, l1 = 1 - eta * self.penalty.l2_over_n, eta * self.penalty.l1_over_n
 
         def update(layer: int, delta: torch.Tensor) -> None:
@@ -246,10 +257,11 @@ class SeedEngine:
             if l1:
                 W[layer].add_(torch.sign(W[layer]), alpha=-l1)
             delta_t = delta.t()
-            W[layer].addmm_(delta_t, a[layer], alpha=-eta / m)
-            b[layer].addmv_(delta_t, ones, alpha=-eta / m)  # Σ_rows δ folded into the update: one kernel
+            W[layer].addmm_(delta_t, fwd.a[layer], alpha=step)
+            b[layer].addmv_(delta_t, ones, alpha=step)  # Σ_rows δ folded into the update: one kernel
 
-        self.backprop.errors(fwd, y_onehot, update)
+        self.backprop.errors(fwd, y_onehot, update, output_delta)
+        return z, loss
 
 
 class AutogradEngine:
@@ -258,8 +270,12 @@ class AutogradEngine:
     def __init__(self, net: MLP, cost: Cost, penalty: WeightPenalty, optimizer: torch.optim.Optimizer):
         self.net, self.cost, self.penalty, self.optimizer = net, cost, penalty, optimizer
 
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, float]:
+    def step(self, x: torch.Tensor, y: torch.Tensor, y_onehot: Optional[torch.Tensor] = None,
+             z_out: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, float]:
+        """As ``SeedEngine.step``; autograd has no use for ``y_onehot``."""
         z = self.net(x)
+        if z_out is not None:
+            z_out.copy_(z.detach())
         loss = self.cost(z, y, self.net.output)  # C = (1/|B|) Σ_{i∈B} Cᵢ
         value = loss.item()
         if not math.isfinite(value):  # stop before a non-finite gradient touches the weights

@@ -113,21 +113,22 @@ def predict(model: model_module.MLP, x: torch.Tensor) -> torch.Tensor:
     return predicted
 
 
-def mini_batches(split: data_module.Split, permutation: torch.Tensor, batch_size: int):
-    """(start, end, x, y) of each mini-batch of the epoch's ``permutation``. The images are gathered a block
-    at a time (a multiple of the batch size) into one reused buffer, so a tiny batch costs a slice, not an
-    index operation, and no fresh memory is touched. A batch is a view: valid until the next one is drawn."""
+def mini_batches(permutation: torch.Tensor, batch_size: int, *tensors: torch.Tensor):
+    """(start, end, *batches) of each mini-batch of the epoch's ``permutation``, one batch from each of
+    ``tensors`` (rows aligned: images, labels, …). The rows are gathered a block at a time (a multiple of the
+    batch size) into reused buffers, so a tiny batch costs a slice, not an index operation, and no fresh
+    memory is touched. A batch is a view: valid until the next one is drawn."""
     block = batch_size * max(1, SHUFFLE_CHUNK // batch_size)
-    xs = split.x.new_empty((min(block, len(permutation)), *split.x.shape[1:]))
-    ys = split.y.new_empty(min(block, len(permutation)))
+    buffers = [t.new_empty((min(block, len(permutation)), *t.shape[1:])) for t in tensors]
     for block_start in range(0, len(permutation), block):
         indices = permutation[block_start : block_start + block]
-        x_block, y_block = xs[: len(indices)], ys[: len(indices)]
-        torch.index_select(split.x, 0, indices, out=x_block)
-        torch.index_select(split.y, 0, indices, out=y_block)
-        for start in range(0, len(indices), batch_size):
-            end = min(start + batch_size, len(indices))
-            yield block_start + start, block_start + end, x_block[start:end], y_block[start:end]
+        count = indices.shape[0]
+        blocks = [buffer[:count] for buffer in buffers]
+        for source, gathered in zip(tensors, blocks):
+            torch.index_select(source, 0, indices, out=gathered)
+        for start in range(0, count, batch_size):
+            end = min(start + batch_size, count)
+            yield (block_start + start, block_start + end, *[gathered[start:end] for gathered in blocks])
 
 
 def check_against_data(cfg: TrainConfig, splits: data_module.Splits) -> None:
@@ -214,6 +215,11 @@ def _train(cfg, out_dir, result, quiet, on_epoch, splits, recorder, job) -> None
     schedule = Schedule(cfg.schedule, cfg.optimizer.lr, t.epochs)
     shuffle = torch.Generator().manual_seed(t.seed)
 
+    # Per image, gathered and written with its mini-batch: the one-hot target e_y (for δ^L), and z^L as the
+    # image was trained on (the epoch's training accuracy, counted once the epoch is done).
+    targets = torch.eye(splits.num_classes, dtype=train_set.x.dtype, device=device)[train_set.y]
+    trained_z = train_set.x.new_empty((len(train_set), splits.num_classes))
+
     history: list[dict] = []
     best_state, start_epoch = None, 1
     if t.resume:
@@ -233,18 +239,16 @@ def _train(cfg, out_dir, result, quiet, on_epoch, splits, recorder, job) -> None
         net.train()
         lr = optimizer.param_groups[0]["lr"]
         permutation = torch.randperm(n, generator=shuffle).to(device)
-        predicted = torch.empty(n, dtype=torch.int64, device=device)  # counted once the epoch is done
         cost_sum, done = 0.0, 0
         bar = tqdm(total=n, desc=f"epoch {epoch}/{t.epochs}", unit="img", disable=True if quiet or not t.progress else None,
                    leave=False, mininterval=0.5)
-        for start, end, x, y in mini_batches(train_set, permutation, batch_size):
+        for start, end, x, y, y_onehot in mini_batches(permutation, batch_size, train_set.x, train_set.y, targets):
             # feedforward, C = (1/|B|) Σ_{i∈B} Cᵢ; backpropagate; w ← w − η ∂C/∂w, b ← b − η ∂C/∂b
-            z, loss_value = engine.step(x, y)
+            _, loss_value = engine.step(x, y, y_onehot, z_out=trained_z[start:end])
             if not math.isfinite(loss_value):  # the engine left the weights alone
                 status, detail = "diverged", f"non-finite cost {loss_value} in epoch {epoch} at image {images_seen}"
                 break
             cost_sum += loss_value * (end - start)
-            torch.argmax(z, dim=1, out=predicted[start:end])
             images_seen += end - start
             done = end
             bar.update(end - start)
@@ -260,7 +264,7 @@ def _train(cfg, out_dir, result, quiet, on_epoch, splits, recorder, job) -> None
             break
 
         val_loss, val_accuracy = evaluate(net, validation, cost) if validation is not None else (None, None)
-        correct = int((predicted[:done] == train_set.y[permutation[:done]]).sum())
+        correct = int((trained_z[:done].argmax(dim=1) == train_set.y[permutation[:done]]).sum())
         metrics = EpochMetrics(epoch, lr, cost_sum / n, correct / n,
                                val_loss, val_accuracy, time.perf_counter() - started, images_seen)
         if t.diagnostics:  # measured after the epoch's clock stopped: it is not training time
