@@ -47,6 +47,7 @@ TRAIN_ROWS = [
     Row("unknown_group_option", ("optimizer=adamw",),
         ("optimizer=adamw is not an option", "use one of adam, nesterov, sgd, sgdm")),
     Row("misspelt_key", ("optimizer.lrr=0.1",), ("optimizer.lrr is not a config key", "check its spelling"), debug=True),
+    Row("appended_unknown_key", ("+model.widht=100",), ("model.widht is not a config key", "check its spelling")),
     # range checks in config.py
     Row("lr_zero", ("optimizer.lr=0",), ("optimizer.lr=0.0 must be > 0", "e.g. optimizer.lr=0.1"), debug=True),
     Row("lr_negative", ("optimizer.lr=-0.5",), ("optimizer.lr=-0.5 must be > 0",)),

@@ -4,7 +4,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
-from mlplab.cli import CONF_DIR, explain
+from mlplab.cli import CONF_DIR, compose_train, explain
 from mlplab.config import ConfigError
 from mlplab.train import train
 
@@ -80,6 +80,21 @@ def test_a_misspelt_key_fails_at_composition_and_is_explained_in_one_line(tiny_c
         tiny_config("trainer.epoch=3")
     line = explain(error.value)
     assert "trainer.epoch is not a config key" in line and "\n" not in line
+
+
+@pytest.mark.parametrize("config_name, override, key", [
+    ("train", "+foo=1", "foo"),
+    ("train", "+model.widht=100", "model.widht"),
+    ("search", "+search.trials=5", "search.trials"),
+])
+def test_a_key_appended_with_plus_must_exist_in_the_schema(config_name, override, key):
+    with pytest.raises(ConfigError, match=f"^{key} is not a config key"):
+        compose_train([override], config_name=config_name)
+
+
+def test_free_form_mappings_still_take_new_keys():
+    cfg = compose_train(["+search.space.lr={type:float,low:0.01,high:1}"], config_name="search")
+    assert cfg.search.space["lr"]["high"] == 1
 
 
 def test_a_wrongly_typed_value_is_explained_in_one_line(tiny_config):

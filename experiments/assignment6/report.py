@@ -136,7 +136,7 @@ class Report:
             "| η | training accuracy | validation accuracy | training seconds |", "|---:|---:|---:|---:|", *rows, "",
             f"![accuracy against learning rate]({self.figure(figure, 'q2_accuracy_vs_lr.png')})", "",
             f"Also tried with the same constraints: {self.runs_of('q2')[-1]['label']}.", "",
-            f"**Chosen on validation: {chosen['label']}** ({c.info.run_name}) — validation "
+            f"**Chosen on validation: {chosen['label']}** — validation "
             f"{pct(c.data.metrics.get('final_val_accuracy'))}, **test accuracy {pct(c.data.metrics.get('test_accuracy'))}** "
             f"(the test set's only use), **training time {c.data.metrics.get('train_seconds', 0):.1f} s** "
             f"({int(c.data.metrics.get('epochs_run', 0))} epochs on {c.data.tags.get('device', 'cpu')}).", "",

@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 
 from mlplab import data as data_module
-from mlplab import gd, perceptron, plots
+from mlplab import gd, perceptron, run_figures
 from mlplab.cli import compose_train
 from mlplab.config import DataConfig, SearchConfig, TrackingConfig
 from mlplab.data import DataError
@@ -56,10 +56,11 @@ Q3_VARIANTS = {
 }
 # All together: conf/experiment/q3_improved.yaml (ReLU, He initialisation, softmax + log-likelihood, Nesterov
 # momentum 0.9, cosine schedule, L2 λ = 5 with dropout 0.2, batch 128, best validation epoch kept) with two
-# wider hidden layers and the expanded data (a validation-only exploration: expansion helped most).
+# wider hidden layers and the expanded data (a validation-only exploration: expansion helped most), for 60
+# epochs: at 40 the cosine schedule ended with validation accuracy still rising ~0.05 points an epoch.
 Q3_COMBINED = {
     "all together (Q3 final)": ["experiment=q3_improved", "model.sizes=[784,1024,512,10]", "data.expand=true",
-                                "trainer.epochs=40"],
+                                "trainer.epochs=60"],
 }
 SLOWDOWN = {  # 784-30-10 sigmoid, Nielsen's chapter-3 comparison: the cost and the start decide the speed
     "quadratic cost, N(0,1) weights": ["loss=quadratic", "initializer=standard_normal"],
@@ -154,9 +155,9 @@ class Study:
         self.client.log_metric(run_id, "test_accuracy", test_accuracy)
         self.client.log_metric(run_id, "test_loss", test_loss)
         self.client.set_tag(run_id, "assignment6.test_evaluated", "once, after selection on validation")
-        counts = plots.confusion_counts(predict(net, splits.test.x), splits.test.y, splits.num_classes)
-        figure = plots.confusion_matrix(counts, splits.class_names, Path(entry["out_dir"]) / "test_confusion_matrix.png",
-                                        entry["label"])
+        counts = run_figures.confusion_counts(predict(net, splits.test.x), splits.test.y, splits.num_classes)
+        figure = run_figures.confusion_matrix(counts, splits.class_names, Path(entry["out_dir"]) / "test_confusion_matrix.png",
+                                              entry["label"])
         self.client.log_artifact(run_id, str(figure))
         return {**entry, "test_accuracy": test_accuracy}
 

@@ -39,7 +39,7 @@ def _explain(error: BaseException) -> str:
     from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-    from .config import ConfigError
+    from .config import ConfigError, not_a_key
     from .data import DataError
     from .tracking import TrackingError
 
@@ -55,7 +55,7 @@ def _explain(error: BaseException) -> str:
     while cause.__cause__ is not None and isinstance(cause, ConfigCompositionException):
         cause = cause.__cause__
     if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and getattr(cause, "full_key", None):
-        return f"{cause.full_key} is not a config key: check its spelling (`mlplab-train --cfg job` lists the keys)"
+        return not_a_key(cause.full_key)
     if isinstance(cause, OmegaConfBaseException):
         message = str(cause).splitlines()[0]
         key = getattr(cause, "full_key", None)
@@ -70,22 +70,22 @@ def _explain(error: BaseException) -> str:
 def compose_train(overrides: list[str], config_name: str = "train"):
     """The typed config ``mlplab-train <overrides>`` would run (range checks included), composed in Python."""
     from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
 
-    from .config import register
+    from .config import register, to_typed
 
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return OmegaConf.to_object(compose(config_name=config_name, overrides=list(overrides)))
+        return to_typed(compose(config_name=config_name, overrides=list(overrides)))
 
 
 def hydra_job(cfg) -> tuple[object, Path, list[str]]:
     """Inside a Hydra task: (the typed config — its range checks run here —, the output dir, the overrides)."""
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
+
+    from .config import to_typed
 
     hydra_cfg = HydraConfig.get()
-    return OmegaConf.to_object(cfg), Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task)
+    return to_typed(cfg), Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task)
 
 
 def write_json(path: Path, data: dict) -> Path:

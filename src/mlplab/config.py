@@ -2,11 +2,12 @@
 
 Hydra composes YAML groups from ``conf/`` on top of these dataclasses (registered in the ConfigStore as
 the ``schema`` group), so a misspelt key fails at composition time. Range checks live in ``__post_init__``:
-``OmegaConf.to_object`` builds the dataclasses, which runs them before any data is touched.
+``to_typed`` builds the dataclasses, which runs them before any data is touched.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -36,6 +37,34 @@ def require(condition: bool, message: str) -> None:
 
 def one_of(key: str, value: str, choices: tuple[str, ...]) -> None:
     require(value in choices, f"{key}={value!r} is not known: use one of {', '.join(choices)}")
+
+
+def not_a_key(key: str) -> str:
+    return f"{key} is not a config key: check its spelling (`--cfg job` lists the keys)"
+
+
+def to_typed(cfg) -> Any:
+    """The dataclass instance of a composed config, its range checks run. A ``+key=value`` override adds a
+    key even where the schema has none, and building the dataclasses would drop it without a word: such a
+    key is refused instead, by name."""
+    from omegaconf import DictConfig, OmegaConf
+
+    def unknown(node, prefix: str = "") -> list[str]:
+        schema = OmegaConf.get_type(node)
+        if not dataclasses.is_dataclass(schema):
+            return []  # a free-form mapping, such as search.space
+        names = {f.name for f in dataclasses.fields(schema)}
+        found = []
+        for key in node.keys():
+            if key not in names:
+                found.append(f"{prefix}{key}")
+            elif isinstance(node._get_node(key), DictConfig):
+                found += unknown(node[key], f"{prefix}{key}.")
+        return found
+
+    extra = unknown(cfg)
+    require(not extra, not_a_key(", ".join(extra)))
+    return OmegaConf.to_object(cfg)
 
 
 @dataclass

@@ -29,7 +29,7 @@ import optuna
 from omegaconf import OmegaConf
 
 from .cli import CONF_DIR
-from .config import ConfigError, SearchConfig, TrainConfig
+from .config import ConfigError, SearchConfig, TrainConfig, to_typed
 from .tracking import (PROJECT_ROOT, MlflowRecorder, Recorder, client_for, experiment_id, git_state, mask_secrets,
                        resolve_uri)
 from .train import Pruned, summary_line, train
@@ -509,7 +509,7 @@ def cli() -> None:
 def _hydra_task(cfg) -> Optional[float]:
     from hydra.core.hydra_config import HydraConfig
 
-    app = OmegaConf.to_object(cfg)
+    app = to_typed(cfg)
     search = app.search
     base = TrainConfig(**{f.name: getattr(app, f.name) for f in dataclasses.fields(TrainConfig)})
     out_dir = Path(HydraConfig.get().runtime.output_dir)

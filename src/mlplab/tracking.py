@@ -38,7 +38,8 @@ PROJECT_ROOT = CONF_DIR.parent
 PARENT_RUN_FILE = ".mlflow_parent_run_id"  # written into a sweep's directory for its jobs to find
 SELECTION_METRIC = "final_val_accuracy"  # what a sweep's parent ranks its children by
 MAX_PARAMS_PER_BATCH, MAX_METRICS_PER_BATCH, MAX_PARAM_CHARS = 100, 1000, 6000  # MLflow's limits
-FLUSH_INTERVAL_S = 2.0  # a sqlite write costs ~5 ms: short epochs are written a few at a time
+FLUSH_INTERVAL_S = 10.0  # a write costs ~10 ms of MLflow's Python: a short run's epochs go in one batch at its
+# end, a long run's reach the UI every 10 s
 RUN_STATUS = {"finished": "FINISHED", "early_stopped": "FINISHED", "diverged": "FAILED", "failed": "FAILED",
               "killed": "KILLED", "pruned": "KILLED"}  # a pruned trial was stopped on purpose: tag status=pruned
 
@@ -281,37 +282,40 @@ class MlflowRecorder(Recorder):
                                      Metric("check_val_accuracy", float(check["val_accuracy"]), now, check["images_seen"])]
         self.pending_checks = []
 
-    def flush(self) -> None:
-        """One synchronous write for everything buffered. (MLflow's async writer thread competes with
-        training for 2 cores and the GIL: it measured ~1.2 s slower over a 30-epoch run.)"""
-        for start in range(0, len(self.pending_metrics), MAX_METRICS_PER_BATCH):
-            self.client.log_batch(self.run_id, metrics=self.pending_metrics[start : start + MAX_METRICS_PER_BATCH])
+    def flush(self, tags: Sequence = ()) -> None:
+        """One synchronous write for everything buffered (and ``tags``). (MLflow's async writer thread
+        competes with training for 2 cores and the GIL: it measured ~1.2 s slower over a 30-epoch run.)"""
+        metrics, tags, size = self.pending_metrics, list(tags), MAX_METRICS_PER_BATCH - len(tags)  # ≤ 1000 entities
+        batches = [metrics[start : start + size] for start in range(0, len(metrics), size)]
+        for number, batch in enumerate(batches or ([[]] if tags else [])):
+            self.client.log_batch(self.run_id, metrics=batch, tags=tags if number == 0 else [])
         self.pending_metrics, self.last_flush = [], time.monotonic()
 
     def end(self, result, out_dir: Path, net=None, splits=None) -> None:
         from mlflow.entities import Metric, RunTag
 
         status = RUN_STATUS[result.status]
+        self.terminated = False
         try:
             self._flush_checks()
-            self.flush()
             now = int(time.time() * 1000)
             finals = {"test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
                       SELECTION_METRIC: result.val_accuracy, "best_val_accuracy": result.best_val_accuracy,
                       "train_seconds": result.train_seconds, "epochs_run": result.epochs_run}
-            metrics = [Metric(k, float(v), now, 0) for k, v in finals.items() if _finite(v)]
+            self.pending_metrics += [Metric(k, float(v), now, 0) for k, v in finals.items() if _finite(v)]
             tags = [RunTag("status", result.status)]
             if result.detail:
                 tags.append(RunTag("status_detail", mask_secrets(result.detail)[:5000]))
-            self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
+            self.flush(tags)
             self._log_artifacts(result, out_dir, net, splits, status)
         finally:
-            self.client.set_terminated(self.run_id, status)  # also when logging failed: never left RUNNING
+            if not self.terminated:  # also when logging failed: never left RUNNING
+                self.client.set_terminated(self.run_id, status)
 
     def _log_artifacts(self, result, out_dir: Path, net, splits, status: str) -> None:
         from omegaconf import OmegaConf
 
-        from . import plots
+        from . import run_figures
 
         folder = out_dir / "mlflow"
         folder.mkdir(exist_ok=True)
@@ -321,8 +325,10 @@ class MlflowRecorder(Recorder):
         (folder / "result.json").write_text(json.dumps(dataclasses.asdict(result), indent=2, default=str))
         title = run_name(self.cfg)
         if self.cfg.tracking.plots and result.history:
-            plots.learning_curves(result.history, folder / "learning_curves.png", title)
+            run_figures.learning_curves(result.history, folder / "learning_curves.png", title)
             if result.history[0].get("diagnostics"):
+                from . import plots  # matplotlib: imported only where a run asked for diagnostics
+
                 plots.slowdown(result.history, folder / "slowdown.png", title)
         if net is not None and splits is not None and result.status in ("finished", "early_stopped"):
             from .train import predict
@@ -331,8 +337,8 @@ class MlflowRecorder(Recorder):
             # must not look at the test images, so its matrix is drawn on validation.
             split_name, split = ("test", splits.test) if self.cfg.trainer.evaluate_test else ("validation", splits.validation)
             if self.cfg.tracking.plots and split is not None:
-                counts = plots.confusion_counts(predict(net, split.x), split.y, splits.num_classes)
-                plots.confusion_matrix(counts, splits.class_names, folder / "confusion_matrix.png", title, split_name)
+                counts = run_figures.confusion_counts(predict(net, split.x), split.y, splits.num_classes)
+                run_figures.confusion_matrix(counts, splits.class_names, folder / "confusion_matrix.png", title, split_name)
         self.client.log_artifacts(self.run_id, str(folder))
         if net is not None and splits is not None and self.cfg.tracking.log_model and status == "FINISHED":
             self._log_model(net, splits, status)
@@ -363,6 +369,7 @@ class MlflowRecorder(Recorder):
             self.client.set_tag(self.run_id, "model_uri", info.model_uri)
         finally:
             mlflow.end_run(status=status)
+            self.terminated = True
 
 
 def _finite(value: Any) -> bool:

@@ -31,7 +31,7 @@ from .backprop import make_engine
 from .diagnostics import diagnostic_batch, slowdown
 from .checkpoint import load_checkpoint, save_checkpoint
 from .cli import write_json
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig, to_typed
 from .optim import Schedule, build_optimizer, set_lr
 from .regularization import WeightPenalty
 from .tracking import Recorder
@@ -346,11 +346,10 @@ def cli() -> None:
 def _hydra_task(cfg) -> Optional[float]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
-    from omegaconf import OmegaConf
 
     from .tracking import recorder_for
 
-    typed: TrainConfig = OmegaConf.to_object(cfg)  # runs the range checks in config.py
+    typed: TrainConfig = to_typed(cfg)  # runs the range checks in config.py
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
