@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,8 @@ TRAIN_ROWS = [
     Row("relative_sqlite_uri", ("tracking.uri=sqlite:/relative",), ("tracking.uri=sqlite:/relative", "sqlite:///")),
     Row("unreachable_tracking_server", ("tracking=server", f"tracking.uri=http://user:{SECRET}@127.0.0.1:{{closed_port}}"),
         ("cannot reach the MLflow server http://user:***@127.0.0.1:{closed_port}", "tracking.uri")),
+    Row("silent_tracking_server", ("tracking=server", f"tracking.uri=http://user:{SECRET}@127.0.0.1:{{silent_port}}"),
+        ("cannot reach the MLflow server http://user:***@127.0.0.1:{silent_port}", "tracking.uri")),
 ]
 
 SEARCH_SPACES = {  # search files a user might write: conf/search/<name>.yaml
@@ -104,6 +107,9 @@ SEARCH_ROWS = [
         ("cannot open the Optuna storage notascheme://user:***@host/db", "check search.storage"), "mlplab-search"),
     Row("search_unreachable_storage", (f"search.storage=postgresql://user:{SECRET}@127.0.0.1:{{closed_port}}/db",),
         ("cannot open the Optuna storage postgresql://user:***@127.0.0.1:{closed_port}/db", "check search.storage"),
+        "mlplab-search"),
+    Row("search_silent_storage", (f"search.storage=postgresql://user:{SECRET}@127.0.0.1:{{silent_port}}/db",),
+        ("cannot open the Optuna storage postgresql://user:***@127.0.0.1:{silent_port}/db", "check search.storage"),
         "mlplab-search"),
     Row("search_low_above_high", ("search=low_above_high",),
         ("search.space.optimizer.lr: low=1.0 > high=0.1", "swap them"), "mlplab-search"),
@@ -124,6 +130,15 @@ def closed_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.fixture(scope="module")
+def silent_port() -> Iterator[int]:
+    """A local port that takes connections and never answers, like a host that drops packets."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # the kernel completes the handshakes; nothing ever reads or replies
+        yield listener.getsockname()[1]
+
+
 def corrupted_root(folder: Path, name: str, packed: bytes) -> str:
     """A data root of the synthetic Fashion-MNIST .gz files, but ``<name>.gz`` holds ``packed``."""
     raw = write_idx_gz(folder / "FashionMNIST" / "raw", seed=0)
@@ -132,7 +147,7 @@ def corrupted_root(folder: Path, name: str, packed: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def paths(tmp_path_factory, template_store, data_root) -> dict[str, str]:
+def paths(tmp_path_factory, template_store, data_root, silent_port) -> dict[str, str]:
     """The files the rows name, by placeholder."""
     from mlplab.train import train
 
@@ -151,7 +166,7 @@ def paths(tmp_path_factory, template_store, data_root) -> dict[str, str]:
         "data": str(data_root), "tmp": str(tmp), "store": f"sqlite:///{tmp / 'store' / 'mlflow.db'}",
         "empty": str(tmp / "empty"), "a_file": str(tmp / "a_file"), "conf": str(tmp / "conf"),
         "fresh_store": str(tmp / "fresh" / "mlflow.db"), "checkpoint": str(tmp / "trained" / "checkpoint.pt"),
-        "closed_port": str(closed_port()),
+        "closed_port": str(closed_port()), "silent_port": str(silent_port),
         "truncated": corrupted_root(tmp / "truncated", "train-images-idx3-ubyte", images_gz[: len(images_gz) // 2]),
         "bad_magic": corrupted_root(tmp / "bad_magic", "train-labels-idx1-ubyte",
                                     gzip.compress(b"\xde\xad\xbe\xef" + idx_bytes(labels)[4:])),
@@ -217,7 +232,7 @@ def test_a_mistake_ends_in_one_line_that_says_what_to_change(row, outcomes, path
         assert fragment.format(**paths) in lines[0]
     assert "Traceback" not in process.stderr
     assert SECRET not in process.stdout + process.stderr
-    if "closed_port" in " ".join(row.args):  # nothing listens there: fail at once, not after minutes of retries
+    if "_port" in " ".join(row.args):  # nothing answers there: fail in seconds, not after minutes of retries
         assert outcome.seconds < FAIL_FAST_S
     assert_nothing_left_behind(outcome)
 

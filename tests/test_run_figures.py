@@ -58,6 +58,9 @@ def test_learning_curves_draw_each_split_that_has_values(tmp_path):
     assert near(training_only, SERIES_COLORS[0]) > 300 and near(training_only, SERIES_COLORS[1]) == 0
     single = Image.open(run_figures.learning_curves(history(1), tmp_path / "single.png"))  # no zero-width range
     assert near(single, SERIES_COLORS[1]) > 20
+    overflowed = history(5)
+    overflowed[2]["val_loss"] = float("inf")  # a value that overflowed is left out, not drawn off the canvas
+    assert Image.open(run_figures.learning_curves(overflowed, tmp_path / "inf.png")).size == (1000, 420)
 
 
 def test_confusion_matrix_shades_cells_by_their_rows_share(tmp_path):

@@ -95,6 +95,12 @@ def test_logged_model_loads_and_predicts_exactly_what_the_trained_model_predicts
     x = torch.rand(64, 784)
     with torch.inference_mode():
         assert torch.equal(loaded.eval()(x), trained.eval()(x))
+    # The logged model carries the run's final metrics (the MLflow UI shows them on the model's page).
+    model = client_for(mlflow_uri).get_logged_model(run.data.tags["model_uri"].removeprefix("models:/"))
+    linked = {metric.key: metric.value for metric in model.metrics}
+    assert linked["test_accuracy"] == pytest.approx(run.data.metrics["test_accuracy"])
+    assert linked["final_val_accuracy"] == pytest.approx(run.data.metrics["final_val_accuracy"])
+    assert model.source_run_id == run.info.run_id
 
 
 def test_divergence_ends_the_run_failed_with_the_reason(tiny_config, mlflow_uri, tmp_path):

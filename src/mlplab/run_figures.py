@@ -85,6 +85,13 @@ class Canvas:
         r = radius * SCALE
         self.draw.ellipse([x * SCALE - r, y * SCALE - r, x * SCALE + r, y * SCALE + r], fill=color)
 
+    def gradient(self, box: tuple[float, float, float, float], colors: Sequence[RGB]) -> None:
+        """``colors`` from the top of ``box`` to its bottom, interpolated."""
+        strip = Image.new("RGB", (1, len(colors)))
+        strip.putdata(list(colors))
+        left, top, right, bottom = (round(c * SCALE) for c in box)
+        self.image.paste(strip.resize((right - left, bottom - top), Image.Resampling.BILINEAR), (left, top))
+
     def text(self, x: float, y: float, text: str, size: int = 10, anchor: str = "la", color: RGB = INK) -> None:
         """Pillow's anchors: l/m/r horizontally, then a(scender)/m/s(baseline)/d(escender) vertically."""
         self.draw.text((x * SCALE, y * SCALE), text, font=font(size), fill=color, anchor=anchor)
@@ -155,7 +162,7 @@ def draw_panel(canvas: Canvas, panel: Panel, series: dict[str, tuple[list[float]
         canvas.text(panel.left - 6, py, tick_label(y, y_ticks), 9, "rm")
     canvas.rectangle((panel.left, panel.top, right, panel.bottom), outline=FRAME)
     for color, (xs, ys) in zip(SERIES_COLORS, series.values()):
-        points = [panel.at(x, y) for x, y in zip(xs, ys)]
+        points = [panel.at(x, y) for x, y in zip(xs, ys) if math.isfinite(y)]
         if len(points) > 1:
             canvas.line(points, color, 1.5)
         for px, py in points:
@@ -186,7 +193,7 @@ def learning_curves(history: list[dict], path: Path, title: str = "") -> Path:
               ("accuracy", 100.0, "accuracy (%)", "accuracy"))
     for i, (measure, factor, y_label, panel_title) in enumerate(panels):
         series = {label: (epochs, [factor * h[f"{split}_{measure}"] for h in history]) for label, split in splits.items()}
-        values = [v for _, ys in series.values() for v in ys] or [0.0, 1.0]
+        values = [v for _, ys in series.values() for v in ys if math.isfinite(v)] or [0.0, 1.0]
         panel = Panel(left=80 + 500 * i, top=70, width=395, height=290, x_range=padded(epochs, 0.04),
                       y_range=padded(values))
         draw_panel(canvas, panel, series, panel_title, y_label)
@@ -235,8 +242,7 @@ def confusion_matrix(counts: torch.Tensor, class_names: list[str], path: Path, t
     canvas.text(width / 2, 12, heading, 12, "ma")
 
     bar_left = left + k * cell + 16
-    for row in range(k * cell):  # the colour bar: 1 at the top, 0 at the bottom
-        canvas.line([(bar_left, top + row), (bar_left + 14, top + row)], blues(1 - row / (k * cell - 1)))
+    canvas.gradient((bar_left, top, bar_left + 14, grid_bottom), [blues(1 - i / 255) for i in range(256)])  # 1 at the top
     canvas.rectangle((bar_left, top, bar_left + 14, grid_bottom), outline=FRAME)
     for value in (0.0, 0.25, 0.5, 0.75, 1.0):
         y = grid_bottom - value * k * cell

@@ -54,6 +54,18 @@ def is_journal(url: str) -> bool:
     return not ("://" in url) or url.startswith("journal:")
 
 
+CONNECT_TIMEOUT_S = 10  # a database host that drops packets fails in seconds, not at the kernel's TCP timeout
+
+
+def engine_options(url: str) -> dict:
+    """SQLAlchemy engine options for a storage URL: liveness checks, and libpq's connect_timeout for
+    PostgreSQL unless the URL sets its own."""
+    options: dict = {"pool_pre_ping": True}
+    if url.startswith("postgresql") and "connect_timeout=" not in url:
+        options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    return options
+
+
 def make_storage(cfg: SearchConfig):
     url = storage_url(cfg)
     if is_journal(url):  # a plain path (or journal:PATH): Optuna's journal file, safe for processes on one host
@@ -69,7 +81,7 @@ def make_storage(cfg: SearchConfig):
         return optuna.storages.RDBStorage(
             url, heartbeat_interval=cfg.heartbeat_seconds, grace_period=2 * cfg.heartbeat_seconds,
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
-            engine_kwargs={"pool_pre_ping": True})
+            engine_kwargs=engine_options(url))
     except Exception as error:  # noqa: BLE001 - any failure to open it is the user's URL or server
         raise ConfigError(f"cannot open the Optuna storage {mask_secrets(url)} ({type(error).__name__}): "
                           "check search.storage (a path, sqlite:///…, or postgresql://user:pw@host/db)") from error
@@ -199,7 +211,7 @@ def _engine(url: str):
     if url not in _engines:
         import sqlalchemy
 
-        _engines[url] = sqlalchemy.create_engine(url, pool_pre_ping=True)
+        _engines[url] = sqlalchemy.create_engine(url, **engine_options(url))
     return _engines[url]
 
 
