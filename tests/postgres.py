@@ -51,7 +51,7 @@ def postgres_server() -> Iterator[str]:
                      "-o", f"-h 127.0.0.1 -p {port} -k {sockets} -c fsync=off", "start")
         try:
             _as_postgres(str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "optuna")
-            yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/optuna"
+            yield f"postgresql://postgres@127.0.0.1:{port}/optuna"  # as users write it: SQLAlchemy's default driver
         finally:
             _as_postgres(str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
     finally:

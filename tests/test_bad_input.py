@@ -92,6 +92,10 @@ TRAIN_ROWS = [
     Row("relative_sqlite_uri", ("tracking.uri=sqlite:/relative",), ("tracking.uri=sqlite:/relative", "sqlite:///")),
     Row("unreachable_tracking_server", ("tracking=server", f"tracking.uri=http://user:{SECRET}@127.0.0.1:{{closed_port}}"),
         ("cannot reach the MLflow server http://user:***@127.0.0.1:{closed_port}", "tracking.uri")),
+    Row("unreachable_tracking_database", (f"tracking.uri=postgresql://user:{SECRET}@127.0.0.1:{{closed_port}}/db",),
+        ("cannot reach the tracking database postgresql://user:***@127.0.0.1:{closed_port}/db", "tracking.uri")),
+    Row("silent_tracking_database", (f"tracking.uri=postgresql://user:{SECRET}@127.0.0.1:{{silent_port}}/db",),
+        ("cannot reach the tracking database postgresql://user:***@127.0.0.1:{silent_port}/db", "tracking.uri")),
     Row("silent_tracking_server", ("tracking=server", f"tracking.uri=http://user:{SECRET}@127.0.0.1:{{silent_port}}"),
         ("cannot reach the MLflow server http://user:***@127.0.0.1:{silent_port}", "tracking.uri")),
 ]

@@ -17,6 +17,8 @@ import pytest
 import torch
 
 from conftest import CONSOLE_SCRIPT, run_cli, signal_when, tiny_overrides
+from postgres import postgres_server, server_binaries
+
 from mlplab.data import IDX_FILES
 from mlplab.model import build as build_model
 from mlplab.tracking import MlflowRecorder, client_for, flatten, mask_secrets
@@ -101,6 +103,18 @@ def test_logged_model_loads_and_predicts_exactly_what_the_trained_model_predicts
     assert linked["test_accuracy"] == pytest.approx(run.data.metrics["test_accuracy"])
     assert linked["final_val_accuracy"] == pytest.approx(run.data.metrics["final_val_accuracy"])
     assert model.source_run_id == run.info.run_id
+
+
+@pytest.mark.skipif(server_binaries() is None, reason="PostgreSQL is installed by `make setup` (Debian's postgresql)")
+def test_a_run_is_recorded_in_a_postgresql_tracking_store(tiny_config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # MLflow puts a database store's artifacts under ./mlruns
+    with postgres_server() as url:
+        cfg = tracked(tiny_config, url, "trainer.epochs=2")
+        result, run = record(cfg, tmp_path / "run")
+        assert run.info.status == "FINISHED"
+        assert run.data.metrics["test_accuracy"] == pytest.approx(result.test_accuracy)
+        assert metric_history(url, run.info.run_id, "val_accuracy") == [(h["epoch"], h["val_accuracy"]) for h in result.history]
+        assert "learning_curves.png" in {a.path for a in client_for(url).list_artifacts(run.info.run_id)}
 
 
 def test_divergence_ends_the_run_failed_with_the_reason(tiny_config, mlflow_uri, tmp_path):

@@ -28,6 +28,11 @@ def on_sigterm(signum, frame):
     raise Terminated()
 
 
+def debugging() -> bool:
+    """MLPLAB_DEBUG set to anything but empty or 0: show tracebacks."""
+    return os.environ.get("MLPLAB_DEBUG", "") not in ("", "0")
+
+
 def explain(error: BaseException) -> str:
     """One line saying what is wrong and what to change, with any password in a URI masked."""
     from .masking import mask_secrets
@@ -121,7 +126,7 @@ def _fail_fast_in_single_runs(task: Callable) -> Callable:
         try:
             return task(cfg)
         except Exception as error:  # noqa: BLE001 - every error ends in one line (or a traceback when debugging)
-            if HydraConfig.get().mode == RunMode.MULTIRUN or os.environ.get("MLPLAB_DEBUG"):
+            if HydraConfig.get().mode == RunMode.MULTIRUN or debugging():
                 raise
             print(f"{Path(sys.argv[0]).name}: error: {explain(error)}", file=sys.stderr)
             raise SystemExit(EXIT_USAGE) from None
@@ -167,7 +172,7 @@ def run_hydra_app(task: Callable, config_name: str) -> None:
         print(f"{prog}: interrupted", file=sys.stderr)
         sys.exit(EXIT_SIGINT)
     except Exception as error:  # noqa: BLE001 - every error ends in one line (or a traceback when debugging)
-        if os.environ.get("MLPLAB_DEBUG"):
+        if debugging():
             raise
         print(f"{prog}: error: {explain(error)}", file=sys.stderr)
         sys.exit(EXIT_USAGE)

@@ -30,8 +30,8 @@ from omegaconf import OmegaConf
 
 from .cli import CONF_DIR
 from .config import ConfigError, SearchConfig, TrainConfig, to_typed
-from .tracking import (PROJECT_ROOT, MlflowRecorder, Recorder, client_for, experiment_id, git_state, mask_secrets,
-                       resolve_uri)
+from .tracking import (PROJECT_ROOT, MlflowRecorder, Recorder, client_for, engine_options, experiment_id, git_state,
+                       mask_secrets, resolve_uri)
 from .train import Pruned, summary_line, train
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -52,18 +52,6 @@ def storage_url(cfg: SearchConfig) -> str:
 
 def is_journal(url: str) -> bool:
     return not ("://" in url) or url.startswith("journal:")
-
-
-CONNECT_TIMEOUT_S = 10  # a database host that drops packets fails in seconds, not at the kernel's TCP timeout
-
-
-def engine_options(url: str) -> dict:
-    """SQLAlchemy engine options for a storage URL: liveness checks, and libpq's connect_timeout for
-    PostgreSQL unless the URL sets its own."""
-    options: dict = {"pool_pre_ping": True}
-    if url.startswith("postgresql") and "connect_timeout=" not in url:
-        options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
-    return options
 
 
 def make_storage(cfg: SearchConfig):

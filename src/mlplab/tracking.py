@@ -104,6 +104,8 @@ def client_for(uri: str) -> _RetryingClient:
     if db is None:
         if uri.startswith(("http://", "https://")):
             _check_reachable(uri)
+        elif uri.startswith(("postgresql", "mysql", "mssql")):
+            _check_database(uri)
         try:
             return _RetryingClient(MlflowClient(uri))
         except Exception as error:  # noqa: BLE001 - MLflow's message lists every scheme it knows, over lines
@@ -136,6 +138,34 @@ def _create_store(db: Path) -> None:
     partial = db.with_name(f"{db.name}.partial-{os.getpid()}-{time.monotonic_ns()}")
     MlflowClient(f"sqlite:///{partial}").search_experiments(max_results=1)
     os.replace(partial, db)
+
+
+CONNECT_TIMEOUT_S = 10  # a database host that drops packets fails in seconds, not at the kernel's TCP timeout
+
+
+def engine_options(url: str) -> dict:
+    """SQLAlchemy engine options for a storage URL: liveness checks, and libpq's connect_timeout for
+    PostgreSQL unless the URL sets its own."""
+    options: dict = {"pool_pre_ping": True}
+    if url.startswith("postgresql") and "connect_timeout=" not in url:
+        options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    return options
+
+
+def _check_database(uri: str) -> None:
+    """One connection, with a timeout: MLflow itself retries an unreachable database for minutes, and waits
+    forever on a host that takes the connection and never answers."""
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(uri, **engine_options(uri))
+        try:
+            engine.connect().close()
+        finally:
+            engine.dispose()
+    except Exception as error:  # noqa: BLE001 - any failure to connect is the user's URL or server
+        raise TrackingError(f"cannot reach the tracking database {mask_secrets(uri)} ({type(error).__name__}): start "
+                            "it or fix tracking.uri; tracking=local needs no server") from None
 
 
 def _check_reachable(uri: str, timeout_s: float = 10) -> None:
