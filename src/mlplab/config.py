@@ -58,7 +58,7 @@ def to_typed(cfg) -> Any:
         for key in node.keys():
             if key not in names:
                 found.append(f"{prefix}{key}")
-            elif isinstance(node._get_node(key), DictConfig):
+            elif isinstance(node[key], DictConfig):
                 found += unknown(node[key], f"{prefix}{key}.")
         return found
 

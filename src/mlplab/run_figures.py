@@ -37,6 +37,11 @@ def font(size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(Path(package) / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"), size * SCALE)
 
 
+def text_width(text: str, size: int = 10) -> float:
+    """In output pixels."""
+    return font(size).getlength(text) / SCALE
+
+
 def blues(value: float) -> RGB:
     """The Blues colour of ``value`` in [0, 1]."""
     position = min(max(value, 0.0), 1.0) * (len(BLUES) - 1)
@@ -109,9 +114,6 @@ class Canvas:
         dy = {"t": 0, "m": h / 2, "b": h}[anchor[1]]
         self.image.paste(INK, (round(x * SCALE - dx), round(y * SCALE - dy)), layer)
 
-    def text_width(self, text: str, size: int = 10) -> float:
-        return font(size).getlength(text) / SCALE
-
     def save(self, path: Path) -> Path:
         self.image.reduce(SCALE).save(path, compress_level=1)
         return path
@@ -169,18 +171,18 @@ def draw_panel(canvas: Canvas, panel: Panel, series: dict[str, tuple[list[float]
             canvas.dot(px, py, 2.5, color)
     canvas.text(panel.left + panel.width / 2, panel.top - 8, title, 10, "ms")
     canvas.text(panel.left + panel.width / 2, panel.bottom + 24, x_label, 10, "ma")
-    widest = max((canvas.text_width(tick_label(y, y_ticks), 9) for y in y_ticks), default=0)
+    widest = max((text_width(tick_label(y, y_ticks), 9) for y in y_ticks), default=0)
     canvas.turned_text(panel.left - 14 - widest, panel.top + panel.height / 2, y_label, 90, 10, "rm")
 
 
 def draw_legend(canvas: Canvas, right: float, y: float, labels: Sequence[str]) -> None:
     """A line sample and its label for each series, in a row ending at ``right``."""
-    x = right - sum(30 + canvas.text_width(label, 10) + 16 for label in labels)
+    x = right - sum(30 + text_width(label, 10) + 16 for label in labels)
     for color, label in zip(SERIES_COLORS, labels):
         canvas.line([(x, y), (x + 24, y)], color, 1.5)
         canvas.dot(x + 12, y, 2.5, color)
         canvas.text(x + 30, y, label, 10, "lm")
-        x += 30 + canvas.text_width(label, 10) + 16
+        x += 30 + text_width(label, 10) + 16
 
 
 def learning_curves(history: list[dict], path: Path, title: str = "") -> Path:
@@ -218,12 +220,11 @@ def confusion_matrix(counts: torch.Tensor, class_names: list[str], path: Path, t
     row_labels = [f"{name} ({100 * acc:.1f}%)" for name, acc in zip(class_names, per_class)]
     heading = f"{title + ': ' if title else ''}{split} accuracy {100 * float(counts.diag().sum() / counts.sum().clamp(min=1)):.2f}%"
 
-    probe = Canvas(1, 1)
     cell = 52
-    left = 50 + max(probe.text_width(label, 10) for label in row_labels)
-    bottom = 50 + max(probe.text_width(name, 10) for name in class_names) * math.sqrt(0.5)
+    left = 50 + max(text_width(label, 10) for label in row_labels)
+    bottom = 50 + max(text_width(name, 10) for name in class_names) * math.sqrt(0.5)
     top, right = 48, 80
-    width = max(left + k * cell + right, probe.text_width(heading, 12) + 20)
+    width = max(left + k * cell + right, text_width(heading, 12) + 20)
     canvas = Canvas(width, top + k * cell + bottom)
 
     for i in range(k):

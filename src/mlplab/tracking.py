@@ -322,7 +322,7 @@ class MlflowRecorder(Recorder):
         self.pending_metrics, self.last_flush = [], time.monotonic()
 
     def end(self, result, out_dir: Path, net=None, splits=None) -> None:
-        from mlflow.entities import Metric, RunTag
+        from mlflow.entities import RunTag
 
         status = RUN_STATUS[result.status]
         tags = [RunTag("status", result.status)]
@@ -337,15 +337,7 @@ class MlflowRecorder(Recorder):
                     tags.append(RunTag("model_uri", model.model_uri))
             finally:  # the metrics are written whatever became of the artifacts
                 self._flush_checks()
-                now = int(time.time() * 1000)
-                finals = {"test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
-                          SELECTION_METRIC: result.val_accuracy, "best_val_accuracy": result.best_val_accuracy,
-                          "train_seconds": result.train_seconds, "epochs_run": result.epochs_run}
-                # The final metrics are the model's too. They are linked to it here, in the one batch: the model
-                # was logged before them, so MLflow's own linking (reading back every metric's history, ~30 ms)
-                # found nothing to do.
-                model_id = model.model_id if model is not None else None
-                self.pending_metrics += [Metric(k, float(v), now, 0, model_id=model_id) for k, v in finals.items() if _finite(v)]
+                self.pending_metrics += final_metrics(result, model.model_id if model is not None else None)
                 self.flush(tags)
         finally:
             self.client.set_terminated(self.run_id, status)  # also when logging failed: never left RUNNING
@@ -400,6 +392,19 @@ class MlflowRecorder(Recorder):
         return mlflow.pytorch.log_model(
             net, name="model", run_id=self.run_id, input_example=example, signature=signature,
             serialization_format="pickle", pip_requirements=[f"torch=={importlib.metadata.version('torch')}", "mlplab"])
+
+
+def final_metrics(result, model_id: Optional[str]) -> list:
+    """A run's closing metrics, at step 0. They are the model's too: linked to it here, in the run's last batch.
+    (The model is logged before them, so MLflow's own linking, which reads back every metric's history,
+    ~30 ms, finds nothing to do.)"""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    finals = {"test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
+              SELECTION_METRIC: result.val_accuracy, "best_val_accuracy": result.best_val_accuracy,
+              "train_seconds": result.train_seconds, "epochs_run": result.epochs_run}
+    return [Metric(key, float(value), now, 0, model_id=model_id) for key, value in finals.items() if _finite(value)]
 
 
 def _finite(value: Any) -> bool:
