@@ -217,9 +217,11 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial, seconds: int) -> Iterato
         yield
         return
     done = threading.Event()
+    # The first beat before any work: a trial that never beat is never found stale, so a worker killed while
+    # a background thread was still about to record it would leave its trial RUNNING for good.
+    storage.record_heartbeat(trial._trial_id)
 
     def beat() -> None:
-        storage.record_heartbeat(trial._trial_id)
         while not done.wait(seconds):
             storage.record_heartbeat(trial._trial_id)
 
