@@ -56,6 +56,10 @@ def test_report_numbers_and_figures_come_from_the_runs(fast_report):
         assert (report.parent / link).is_file(), link
     q2 = [run for run in runs(client) if run.data.tags.get("assignment6.test_evaluated") and run.info.run_name.startswith("q2")][0]
     assert f"**test accuracy {100 * q2.data.metrics['test_accuracy']:.2f} %**" in text
+    for question, aim in (("q2", 0.89), ("q3", 0.915)):  # each chosen model's test accuracy against the issue's aim
+        chosen = [run for run in runs(client) if run.data.tags.get("assignment6.test_evaluated") and run.info.run_name.startswith(question)][0]
+        test = chosen.data.metrics["test_accuracy"]
+        assert f"The aim of {100 * aim:.2f} % is {'reached' if test >= aim else 'missed'} ({100 * (test - aim):+.2f} points)." in text
     q1 = [run for run in runs(client) if run.data.tags.get("mlplab.kind") == "gd"][0]
     assert f"**x\\* = {q1.data.metrics['x_star']:.6f}**" in text and "| 0.01 | not reached |" in text
     report_run = [run for run in runs(client) if run.data.tags.get("mlplab.kind") == "assignment6"][0]
@@ -64,3 +68,33 @@ def test_report_numbers_and_figures_come_from_the_runs(fast_report):
     headings = re.findall(r"^## (.+)$", text, re.MULTILINE)
     for expected in ("Question 1", "The perceptron", "Learning slowdown", "Question 2", "Question 3", "Nielsen"):
         assert any(h.startswith(expected) for h in headings), expected
+
+
+def test_the_seeds_side_by_side_are_scored_as_the_mean_of_their_outputs(fast_report, data_root):
+    import json
+
+    import torch
+
+    from mlplab import data as data_module
+    from mlplab.cli import compose_train
+    from mlplab.model import build
+
+    report, client = fast_report
+    manifest = json.loads((report.parent.parent / "work" / "manifest.json").read_text())
+    merged = [entry for entry in manifest["sections"]["q3"]["runs"] if entry.get("members")][0]
+    run = client.get_run(merged["run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == manifest["sections"]["q3"]["parent"]
+    members = [entry for entry in manifest["sections"]["q3"]["runs"] if entry["run_id"] in merged["members"]]
+    assert [entry["label"] for entry in members] == ["all together, seed 0", "all together, seed 1", "all together, seed 2"]
+    cfg = compose_train(members[0]["overrides"])
+    validation = data_module.load(cfg.data, torch.device("cpu")).validation
+    z = 0
+    for entry in members:  # the ensemble computed directly: the mean of the members' z^L
+        net = build(cfg.model, cfg.loss.name, 0.0).eval()
+        net.load_state_dict(torch.load(f"{entry['out_dir']}/model.pt", weights_only=True))
+        with torch.no_grad():
+            z = z + net(validation.x) / len(members)
+    accuracy = (z.argmax(dim=1) == validation.y).float().mean().item()
+    assert run.data.metrics["final_val_accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    assert run.data.metrics["train_seconds"] == pytest.approx(
+        sum(client.get_run(entry["run_id"]).data.metrics["train_seconds"] for entry in members))

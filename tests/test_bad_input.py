@@ -61,6 +61,7 @@ TRAIN_ROWS = [
     Row("unknown_activation", ("model.activation=swish",),
         ("model.activation='swish' is not known", "use one of step, sigmoid")),
     Row("class_out_of_range", ("data.classes=[0,12]",), ("data.classes=[0, 12]", "classes are 0..9")),
+    Row("random_shift_negative", ("data.random_shift=-1",), ("data.random_shift=-1 must lie in 0..27",)),
     # checks against the data, after its MLflow run started (which must then end FAILED)
     Row("batch_larger_than_data", ("trainer.batch_size=100000",),
         ("trainer.batch_size=100000 exceeds the 600 training images", "lower it")),

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mlplab.model import MLP, make_activation, resolve_output
+from mlplab.model import MLP, make_activation, resolve_output, side_by_side
 
 Z = torch.tensor([-2.0, -0.5, 0.0, 0.5, 2.0])
 
@@ -59,3 +59,24 @@ def test_dropout_never_touches_inputs_or_outputs():
     net.train()
     x = torch.rand(8, 5)
     assert torch.equal(net(x), net(x))
+
+
+@pytest.mark.parametrize("sizes, activation", [([784, 20, 15, 10], "relu"), ([784, 12, 10], "sigmoid"),
+                                               ([784, 9, 7, 5, 10], "leaky_relu"), ([784, 6, 10], "tanh"), ([784, 10], "relu")])
+def test_side_by_side_networks_are_one_mlp_whose_output_is_their_mean(sizes, activation):
+    torch.manual_seed(0)
+    nets = [MLP(sizes, activation, "softmax", dropout=0.3, leaky_slope=0.1) for _ in range(3)]
+    merged = side_by_side(nets)
+    assert merged.sizes == [784, *(3 * n for n in sizes[1:-1]), 10] and merged.output == "softmax"
+    x = torch.randn(64, 784)
+    for net in nets + [merged]:
+        net.eval()
+    expected = torch.stack([net(x) for net in nets]).mean(dim=0)
+    torch.testing.assert_close(merged(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_side_by_side_refuses_networks_of_different_shapes_or_learnt_slopes():
+    with pytest.raises(ValueError, match="one shape"):
+        side_by_side([MLP([784, 20, 10], "relu", "softmax"), MLP([784, 30, 10], "relu", "softmax")])
+    with pytest.raises(ValueError, match="prelu"):
+        side_by_side([MLP([784, 20, 10], "prelu", "softmax")] * 2)

@@ -76,6 +76,8 @@ class DataConfig:
     classes: Optional[list[int]] = None  # e.g. [0, 1]; labels are re-indexed 0..k-1 in this order
     fraction: float = 1.0  # keep this share of the training images ("start with subsets")
     expand: bool = False  # add the four 1-pixel shifts of every training image (Nielsen's expand_mnist)
+    random_shift: int = 0  # each epoch, move every training image by up to this many pixels each way
+    random_flip: bool = False  # each epoch, mirror each training image left to right with probability ½
     standardize: bool = False  # subtract the training mean and divide by its standard deviation
     download: bool = True  # let torchvision download when the files are nowhere on disk
 
@@ -83,6 +85,7 @@ class DataConfig:
         one_of("data.name", self.name, DATASETS)
         require(self.validation_size >= 0, "data.validation_size must be >= 0 (0 means no validation split)")
         require(0.0 < self.fraction <= 1.0, f"data.fraction={self.fraction} must lie in (0, 1]")
+        require(0 <= self.random_shift <= 27, f"data.random_shift={self.random_shift} must lie in 0..27 (pixels of a 28×28 image)")
         if self.classes is not None:
             require(len(self.classes) >= 2, "data.classes needs at least two classes, e.g. data.classes=[0,1]")
             require(len(set(self.classes)) == len(self.classes), f"data.classes={self.classes} repeats a class")

@@ -80,6 +80,7 @@ class Splits:
     num_classes: int
     class_names: list[str]
     source: Path  # the folder the IDX files were read from
+    background: float = 0.0  # a blank pixel's value after scaling (what random shifts fill in)
 
     @property
     def input_size(self) -> int:
@@ -258,10 +259,12 @@ def load(cfg: DataConfig, device: torch.device) -> Splits:
     if cfg.expand:
         train = Split(torch.cat([train.x, shifted_copies(train.x)]), train.y.repeat(5))
 
+    background = 0.0
     if cfg.standardize:
         mean, std = train.x.mean(), train.x.std()
         for split in (train, validation, test):
             if split is not None:
                 split.x.sub_(mean).div_(std)
+        background = float(-mean / std)
 
-    return Splits(train, validation, test, len(class_names), class_names, raw_dir(root, dataset))
+    return Splits(train, validation, test, len(class_names), class_names, raw_dir(root, dataset), background)

@@ -71,6 +71,35 @@ class MLP(nn.Module):
         return [layer.weight for layer in self.layers]
 
 
+def side_by_side(nets: list[MLP]) -> MLP:
+    """k trained MLPs of one shape as a single MLP whose z^L is the mean of theirs: the hidden layers stand
+    side by side (block-diagonal weights, so no unit sees another network's units) and the output layer
+    averages. An ensemble that averages weighted inputs is therefore an MLP of k times the width."""
+    first, k = nets[0], len(nets)
+    if any(net.sizes != first.sizes or net.output != first.output for net in nets):
+        raise ValueError("side_by_side needs networks of one shape and output activation")
+    if any(isinstance(a, nn.PReLU) for a in first.activations):
+        raise ValueError("side_by_side cannot merge prelu networks: each learnt its own slope")
+    hidden = first.activations[0] if len(first.activations) else None
+    kind = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu", Step: "step"}
+    activation = kind[type(hidden)] if hidden is not None else "sigmoid"
+    slope = hidden.negative_slope if isinstance(hidden, nn.LeakyReLU) else 0.01
+    sizes = [first.sizes[0], *(k * n for n in first.sizes[1:-1]), first.sizes[-1]]
+    merged = MLP(sizes, activation, first.output, leaky_slope=slope)
+    with torch.no_grad():
+        last = len(first.layers) - 1
+        for index, layer in enumerate(merged.layers):
+            weights = [net.layers[index].weight for net in nets]
+            biases = [net.layers[index].bias for net in nets]
+            if index == last:  # z^L = (1/k) Σ_i (W_i a_i + b_i), every a_i the input itself when L = 1
+                layer.weight.copy_(torch.cat(weights, dim=1) / k if last else torch.stack(weights).mean(dim=0))
+                layer.bias.copy_(torch.stack(biases).mean(dim=0))
+            else:
+                layer.weight.copy_(torch.cat(weights) if index == 0 else torch.block_diag(*weights))
+                layer.bias.copy_(torch.cat(biases))
+    return merged
+
+
 def layer_string(sizes: list[int]) -> str:
     """[784, 100, 10] → "784-100-10", as runs and summaries name a network."""
     return "-".join(map(str, sizes))

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from . import data as data_module
 from . import initializers, losses, model as model_module
+from .augment import random_variants
 from .backprop import make_engine
 from .diagnostics import diagnostic_batch, slowdown
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -239,10 +240,13 @@ def _train(cfg, out_dir, result, quiet, on_epoch, splits, recorder, job) -> None
         net.train()
         lr = optimizer.param_groups[0]["lr"]
         permutation = torch.randperm(n, generator=shuffle).to(device)
+        images = train_set.x
+        if cfg.data.random_shift or cfg.data.random_flip:  # this epoch's variant of every image
+            images = random_variants(images, cfg.data.random_shift, cfg.data.random_flip, splits.background, shuffle)
         cost_sum, done = 0.0, 0
         bar = tqdm(total=n, desc=f"epoch {epoch}/{t.epochs}", unit="img", disable=True if quiet or not t.progress else None,
                    leave=False, mininterval=0.5)
-        for start, end, x, y, y_onehot in mini_batches(permutation, batch_size, train_set.x, train_set.y, targets):
+        for start, end, x, y, y_onehot in mini_batches(permutation, batch_size, images, train_set.y, targets):
             # feedforward, C = (1/|B|) Σ_{i∈B} Cᵢ; backpropagate; w ← w − η ∂C/∂w, b ← b − η ∂C/∂b
             _, loss_value = engine.step(x, y, y_onehot, z_out=trained_z[start:end])
             if not math.isfinite(loss_value):  # the engine left the weights alone
