@@ -1,5 +1,5 @@
 # The two commands of the README, plus the benchmark. Each target sets itself up first (idempotently).
-.PHONY: setup train test bench bench-tracking bench-search bench-engines bench-soak assignment6 ui
+.PHONY: setup train test bench bench-tracking bench-search bench-engines bench-augment bench-soak assignment6 ui
 
 setup:
 	@scripts/setup.sh
@@ -20,6 +20,9 @@ bench-tracking: setup
 
 bench-engines: setup
 	.venv/bin/python bench/engine_speed.py $(ARGS)
+
+bench-augment: setup
+	.venv/bin/python bench/augment_cost.py $(ARGS)
 
 # Assignment 6 end to end on real Fashion-MNIST: tracked runs, then experiments/assignment6/REPORT.md (ARGS=--fast: minutes).
 assignment6: setup
