@@ -22,6 +22,7 @@ import torch
 from mlplab import data as data_module
 from mlplab.augment import random_variants
 from mlplab.cli import compose_train
+from mlplab.train import train
 
 NETWORKS = {
     "Q2 784-100-10, batch 300": ["experiment=q2_shallow"],
@@ -42,8 +43,6 @@ def gather_seconds(splits: data_module.Splits, repeats: int = 7) -> float:
 
 
 def epoch_seconds(overrides: list[str], splits: data_module.Splits, epochs: int, device: str) -> float:
-    from mlplab.train import train
-
     cfg = compose_train(overrides + ["data.random_shift=1", "data.random_flip=true", f"trainer.epochs={epochs}",
                                      f"trainer.device={device}", "tracking=off", "trainer.progress=false",
                                      "trainer.checkpoint=false", "trainer.keep_best=false"])

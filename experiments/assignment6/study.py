@@ -20,11 +20,11 @@ import torch
 from mlplab import data as data_module
 from mlplab import gd, perceptron, run_figures
 from mlplab.cli import compose_train
-from mlplab.config import DataConfig, SearchConfig, TrackingConfig
+from mlplab.config import DataConfig, SearchConfig, TrackingConfig, TrainConfig
 from mlplab.data import DataError
 from mlplab.losses import COSTS
 from mlplab.model import build as build_model
-from mlplab.model import layer_string, side_by_side
+from mlplab.model import MLP, layer_string, side_by_side
 from mlplab.search import run_study
 from mlplab.tracking import MlflowRecorder, client_for, recorded_run, resolve_uri
 from mlplab.train import evaluate, predict, train
@@ -146,12 +146,18 @@ class Study:
         self.manifest.sections.setdefault(section, {"runs": []})["runs"].append(entry)
         return entry
 
-    def test_once(self, entry: dict) -> dict:
-        """The chosen model, evaluated on the test set for the first and only time; logged on its run."""
+    @staticmethod
+    def trained(entry: dict) -> tuple[TrainConfig, MLP]:
+        """A job's config and the network it saved."""
         cfg = compose_train(entry["overrides"])
-        splits = self.splits(cfg.data)
         net = build_model(cfg.model, cfg.loss.name, cfg.regularization.dropout)
         net.load_state_dict(torch.load(Path(entry["out_dir"]) / "model.pt", weights_only=True))
+        return cfg, net
+
+    def test_once(self, entry: dict) -> dict:
+        """The chosen model, evaluated on the test set for the first and only time; logged on its run."""
+        cfg, net = self.trained(entry)
+        splits = self.splits(cfg.data)
         test_loss, test_accuracy = evaluate(net, splits.test, COSTS[cfg.loss.name])
         run_id = entry["run_id"]
         self.client.log_metric(run_id, "test_accuracy", test_accuracy)
@@ -166,14 +172,8 @@ class Study:
     def side_by_side(self, members: list[dict], parent: str, section: str) -> dict:
         """The members' trained networks as one MLP of k times their width, its z^L the mean of theirs,
         recorded as a run of its own (validation measured here, training time the members' together)."""
-        nets = []
-        for member in members:
-            cfg = compose_train(member["overrides"])
-            net = build_model(cfg.model, cfg.loss.name, cfg.regularization.dropout)
-            net.load_state_dict(torch.load(Path(member["out_dir"]) / "model.pt", weights_only=True))
-            nets.append(net)
-        merged = side_by_side(nets)
-        overrides = member["overrides"] + [f"model.sizes=[{','.join(map(str, merged.sizes))}]"]
+        merged = side_by_side([self.trained(member)[1] for member in members])
+        overrides = members[0]["overrides"] + [f"model.sizes=[{','.join(map(str, merged.sizes))}]"]
         cfg = compose_train(overrides)  # the members' config at the merged width: how test_once rebuilds it
         label = f"the {len(members)} seeds side by side: one {layer_string(merged.sizes)} MLP"
         out_dir = self.settings.out_dir / section / f"{len(self.manifest.sections[section]['runs']):02d}"

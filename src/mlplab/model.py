@@ -50,7 +50,7 @@ class MLP(nn.Module):
         if output not in ("sigmoid", "softmax"):
             raise ValueError(f"output must be sigmoid or softmax, not {output!r}")
         self.sizes = list(sizes)
-        self.output = output
+        self.activation, self.leaky_slope, self.output = activation, leaky_slope, output
         # W^ℓ has shape (n_ℓ, n_{ℓ-1}): row j holds the weights "j back to k", as in the slides.
         self.layers = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
         self.activations = nn.ModuleList(make_activation(activation, leaky_slope) for _ in sizes[1:-1])
@@ -76,16 +76,13 @@ def side_by_side(nets: list[MLP]) -> MLP:
     side by side (block-diagonal weights, so no unit sees another network's units) and the output layer
     averages. An ensemble that averages weighted inputs is therefore an MLP of k times the width."""
     first, k = nets[0], len(nets)
-    if any(net.sizes != first.sizes or net.output != first.output for net in nets):
-        raise ValueError("side_by_side needs networks of one shape and output activation")
-    if any(isinstance(a, nn.PReLU) for a in first.activations):
+    shape = (first.sizes, first.activation, first.leaky_slope, first.output)
+    if any((net.sizes, net.activation, net.leaky_slope, net.output) != shape for net in nets):
+        raise ValueError("side_by_side needs networks of one shape, activation and output activation")
+    if first.activation == "prelu":
         raise ValueError("side_by_side cannot merge prelu networks: each learnt its own slope")
-    hidden = first.activations[0] if len(first.activations) else None
-    kind = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu", Step: "step"}
-    activation = kind[type(hidden)] if hidden is not None else "sigmoid"
-    slope = hidden.negative_slope if isinstance(hidden, nn.LeakyReLU) else 0.01
     sizes = [first.sizes[0], *(k * n for n in first.sizes[1:-1]), first.sizes[-1]]
-    merged = MLP(sizes, activation, first.output, leaky_slope=slope)
+    merged = MLP(sizes, first.activation, first.output, leaky_slope=first.leaky_slope)
     with torch.no_grad():
         last = len(first.layers) - 1
         for index, layer in enumerate(merged.layers):
