@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from mlplab import data as data_module
-from mlplab.augment import random_variants
-from mlplab.cli import compose_train
-from mlplab.train import train
+from mlplab.data import splits as data_module
+from mlplab.data.augment import random_variants
+from mlplab.apps.hydra_app import compose
+from mlplab.training.loop import train
 
 NETWORKS = {
     "Q2 784-100-10, batch 300": ["experiment=q2_shallow"],
@@ -43,7 +43,7 @@ def gather_seconds(splits: data_module.Splits, repeats: int = 7) -> float:
 
 
 def epoch_seconds(overrides: list[str], splits: data_module.Splits, epochs: int, device: str) -> float:
-    cfg = compose_train(overrides + ["data.random_shift=1", "data.random_flip=true", f"trainer.epochs={epochs}",
+    cfg = compose(overrides + ["data.random_shift=1", "data.random_flip=true", f"trainer.epochs={epochs}",
                                      f"trainer.device={device}", "tracking=off", "trainer.progress=false",
                                      "trainer.checkpoint=false", "trainer.keep_best=false"])
     with tempfile.TemporaryDirectory() as out:
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="epochs per network (the first is a warm-up)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    cfg = compose_train(["experiment=q3_improved"])  # standardised Fashion-MNIST, 10 000 validation images
+    cfg = compose(["experiment=q3_improved"])  # standardised Fashion-MNIST, 10 000 validation images
     splits = data_module.load(cfg.data, torch.device(args.device))
     gather = gather_seconds(splits)
     print(f"gather over {len(splits.train)} images: {gather:.3f} s")

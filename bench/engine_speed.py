@@ -5,7 +5,7 @@
 Setting: ``experiment=nielsen_ch1`` — 784-30-10 sigmoid, quadratic cost, N(0,1) weights, SGD η = 3,
 mini-batch 10 — on the 50 000 training images of real Fashion-MNIST, each epoch followed by a pass over
 the 10 000 validation images (as network.py's ``SGD(..., test_data=...)`` does):
-- seed: ``mlplab.train.train`` with ``trainer.engine=seed`` (backprop.py: the four equations, fused SGD);
+- seed: ``mlplab.training.loop.train`` with ``trainer.engine=seed`` (nn/backprop.py: the four equations, fused SGD);
 - autograd: the same trainer with ``trainer.engine=autograd``;
 - network.py: Nielsen's own code (bench/nielsen_network.py, ported to Python 3 unchanged in substance).
 The variants run in turn, one epoch each per round, so drifts in this machine's speed hit all alike; the
@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nielsen_network import Network, as_nielsen_data  # noqa: E402
 
-from mlplab import data as data_module  # noqa: E402
-from mlplab.cli import compose_train  # noqa: E402
-from mlplab.train import train  # noqa: E402
+from mlplab.data import splits as data_module  # noqa: E402
+from mlplab.apps.hydra_app import compose  # noqa: E402
+from mlplab.training.loop import train  # noqa: E402
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="timed rounds (after one warm-up round)")
     args = parser.parse_args()
 
-    cfg = compose_train(["experiment=nielsen_ch1", "tracking=off", "trainer.progress=false", "trainer.checkpoint=false",
+    cfg = compose(["experiment=nielsen_ch1", "tracking=off", "trainer.progress=false", "trainer.checkpoint=false",
                          "trainer.epochs=1", "trainer.device=cpu"])
     splits = data_module.load(cfg.data, torch.device("cpu"))
     training = as_nielsen_data(splits.train.x.numpy(), splits.train.y.numpy(), one_hot=True)

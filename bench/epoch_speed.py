@@ -4,7 +4,7 @@
 
 Every variant trains 784-100-10 (sigmoid, cross-entropy, SGD η = 1, batch 300) on the 60 000 real
 Fashion-MNIST training images and then runs one evaluation pass over the 10 000 test images:
-- mlplab: ``mlplab.train.train`` — the harness as users run it (metrics, checkpoint, everything), timed
+- mlplab: ``mlplab.training.loop.train`` — the harness as users run it (metrics, checkpoint, everything), timed
   between consecutive end-of-epoch callbacks;
 - plain: the shortest honest PyTorch loop over tensors already on the device (index slices of a
   permutation), one epoch of it run inside each of mlplab's callbacks so both see the same machine;
@@ -25,12 +25,13 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-from mlplab import data as data_module
+from mlplab.data import splits as data_module
+from mlplab.data.idx import locate
 from mlplab.config import DataConfig, TrainConfig
-from mlplab.initializers import initialize
-from mlplab.losses import cross_entropy
-from mlplab.model import MLP
-from mlplab.train import train
+from mlplab.nn.initializers import initialize
+from mlplab.nn.costs import cross_entropy
+from mlplab.nn.model import MLP
+from mlplab.training.loop import train
 
 SIZES, BATCH, LR = [784, 100, 10], 300, 1.0
 
@@ -141,7 +142,7 @@ def main() -> None:
     device = torch.device(args.device)
 
     data_cfg = DataConfig(validation_size=0)
-    root, _ = data_module.locate(data_cfg)
+    root, _ = locate(data_cfg)
     loaded = data_module.load(data_cfg, device)
     # The test images stand in as the validation pass, so all 60 000 training images are trained on.
     splits = data_module.Splits(loaded.train, loaded.test, loaded.test, loaded.num_classes, loaded.class_names, loaded.source)

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import optuna
 
-from mlplab import data as data_module
+from mlplab.data.idx import locate
 from mlplab.config import SearchConfig, TrainConfig
-from mlplab.search import make_storage, run_study
+from mlplab.search.storage import make_storage
+from mlplab.search.study import run_study
 
 RATES = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
 WIDTHS = [100, 200, 400, 800]
@@ -71,7 +72,7 @@ def main() -> None:
     logging.getLogger("mlplab").setLevel(logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cfg = base_config(args.epochs)
-    data_module.locate(cfg.data)  # fail early, in one line, if the real data is missing
+    locate(cfg.data)  # fail early, in one line, if the real data is missing
 
     print(f"Q2 space: lr {RATES} × width {WIDTHS}, {args.epochs} epochs per trial, real Fashion-MNIST "
           f"(50 000 train / 10 000 validation)", flush=True)

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import torch
 
-from mlplab import data as data_module
+from mlplab.data import splits as data_module
 from mlplab.config import TrainConfig
-from mlplab.train import resolve_device, train
+from mlplab.training.device import resolve_device
+from mlplab.training.loop import train
 
 
 def timed(recorder, inside: dict[str, list[float]]):
@@ -58,7 +59,9 @@ def main() -> None:
     import mlflow  # noqa: F401 - timed on purpose
 
     import_seconds = time.perf_counter() - started
-    from mlplab.tracking import MlflowRecorder, Recorder, client_for
+    from mlplab.tracking.recorder import MlflowRecorder
+    from mlplab.training.recorder import Recorder
+    from mlplab.tracking.store import client_for
 
     cfg = TrainConfig()
     cfg.data.standardize = True  # as conf/train.yaml

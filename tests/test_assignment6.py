@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mlplab.tracking import client_for
+from mlplab.tracking.store import client_for
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "experiments" / "assignment6"))
@@ -75,9 +75,9 @@ def test_the_seeds_side_by_side_are_scored_as_the_mean_of_their_outputs(fast_rep
 
     import torch
 
-    from mlplab import data as data_module
-    from mlplab.cli import compose_train
-    from mlplab.model import build
+    from mlplab.data import splits as data_module
+    from mlplab.apps.hydra_app import compose
+    from mlplab.nn.model import build
 
     report, client = fast_report
     manifest = json.loads((report.parent.parent / "work" / "manifest.json").read_text())
@@ -86,7 +86,7 @@ def test_the_seeds_side_by_side_are_scored_as_the_mean_of_their_outputs(fast_rep
     assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == manifest["sections"]["q3"]["parent"]
     members = [entry for entry in manifest["sections"]["q3"]["runs"] if entry["run_id"] in merged["members"]]
     assert [entry["label"] for entry in members] == ["all together, seed 0", "all together, seed 1", "all together, seed 2"]
-    cfg = compose_train(members[0]["overrides"])
+    cfg = compose(members[0]["overrides"])
     validation = data_module.load(cfg.data, torch.device("cpu")).validation
     z = 0
     for entry in members:  # the ensemble computed directly: the mean of the members' z^L

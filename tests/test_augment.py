@@ -4,10 +4,10 @@ independently by rolling and blanking, and all of them occur."""
 import pytest
 import torch
 
-from mlplab.augment import random_variants
+from mlplab.data.augment import random_variants
 from mlplab.config import DataConfig
-from mlplab.data import load
-from mlplab.train import train
+from mlplab.data.splits import load
+from mlplab.training.loop import train
 
 SIDE, BACKGROUND = 6, -7.0
 

@@ -6,14 +6,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlplab import initializers
-from mlplab.backprop import AutogradEngine, SeedBackprop, SeedEngine, output_error
-from mlplab.config import ACTIVATIONS, LOSSES, InitializerConfig, OptimizerConfig, RegularizationConfig
-from mlplab.losses import COSTS
-from mlplab.model import MLP
-from mlplab.optim import build_optimizer
-from mlplab.regularization import WeightPenalty
-from mlplab.train import train
+from mlplab.nn import initializers
+from mlplab.training.engines import AutogradEngine, SeedEngine
+from mlplab.nn.backprop import SeedBackprop
+from mlplab.nn.activations import ACTIVATIONS
+from mlplab.config import InitializerConfig, OptimizerConfig, RegularizationConfig
+from mlplab.nn.costs import COSTS
+from mlplab.nn.model import MLP
+from mlplab.training.optim import build_optimizer
+from mlplab.nn.regularization import WeightPenalty
+from mlplab.training.loop import train
 
 N_TRAIN = 1000  # the n in λ/n
 REGULARIZERS = {"none": {}, "l2": {"l2": 5.0}, "l1": {"l1": 3.0}, "dropout": {"dropout": 0.3}}
@@ -41,15 +43,10 @@ def autograd_gradients(net, x, y, cost, penalty):
 
 
 def seed_gradients(net, x, y, cost, penalty):
-    _, grads = SeedBackprop(net, cost, net_activation(net)).gradients(x, F.one_hot(y, 4).double())
+    _, grads = SeedBackprop(net, cost, net.activation).gradients(x, F.one_hot(y, 4).double())
     for layer, w in enumerate(net.weights()):
         grads[f"layers.{layer}.weight"] = grads[f"layers.{layer}.weight"] + penalty.l2_over_n * w + penalty.l1_over_n * torch.sign(w)
     return grads
-
-
-def net_activation(net: MLP) -> str:
-    return {"Step": "step", "Sigmoid": "sigmoid", "Tanh": "tanh", "ReLU": "relu", "LeakyReLU": "leaky_relu",
-            "PReLU": "prelu"}[type(net.activations[0]).__name__]
 
 
 def assert_close(seed: dict, auto: dict, rel: float = 1e-6):
@@ -60,7 +57,7 @@ def assert_close(seed: dict, auto: dict, rel: float = 1e-6):
 
 
 @pytest.mark.parametrize("activation,cost,output,regularizer",
-                         [(a, c, o, r) for a, c, o, r in itertools.product(ACTIVATIONS, LOSSES, ("sigmoid", "softmax"), REGULARIZERS)])
+                         [(a, c, o, r) for a, c, o, r in itertools.product(ACTIVATIONS, COSTS, ("sigmoid", "softmax"), REGULARIZERS)])
 def test_seed_gradients_equal_autograd_to_one_in_a_million(activation, cost, output, regularizer):
     reg = RegularizationConfig(**REGULARIZERS[regularizer])
     net = network(activation, output, reg.dropout)
@@ -77,10 +74,10 @@ def test_output_errors_are_the_seeds_formulas():
     z = torch.tensor([[0.5, -1.0, 2.0]], dtype=torch.float64)
     y = torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)
     a = torch.sigmoid(z)
-    assert torch.allclose(output_error("quadratic", "sigmoid", z, a, y), (a - y) * a * (1 - a))
-    assert torch.allclose(output_error("cross_entropy", "sigmoid", z, a, y), a - y)
+    assert torch.allclose(COSTS["quadratic"].delta("sigmoid", z, a, y), (a - y) * a * (1 - a))
+    assert torch.allclose(COSTS["cross_entropy"].delta("sigmoid", z, a, y), a - y)
     s = torch.softmax(z, dim=1)
-    assert torch.allclose(output_error("log_likelihood", "softmax", z, s, y), s - y)
+    assert torch.allclose(COSTS["log_likelihood"].delta("softmax", z, s, y), s - y)
 
 
 def test_backpropagation_matches_a_hand_computed_two_layer_example():
@@ -115,7 +112,7 @@ def test_k_steps_with_either_engine_give_the_same_weights(optimizer, regularizer
     for name in ("seed", "autograd"):
         net = network(activation, "sigmoid", reg.dropout)
         penalty, optim = WeightPenalty(reg, N_TRAIN), build_optimizer(net.parameters(), opt)
-        engine = (SeedEngine(net, "cross_entropy", COSTS["cross_entropy"], activation, penalty, optim, optimizer == "sgd")
+        engine = (SeedEngine(net, COSTS["cross_entropy"], activation, penalty, optim, optimizer == "sgd")
                   if name == "seed" else AutogradEngine(net, COSTS["cross_entropy"], penalty, optim))
         torch.manual_seed(3)
         for k in range(8):
@@ -132,7 +129,7 @@ def test_seed_engine_stops_before_a_non_finite_cost_touches_the_weights():
         net.layers[0].weight[0, 0] = float("nan")
     before = {k: v.clone() for k, v in net.state_dict().items()}
     optim = build_optimizer(net.parameters(), OptimizerConfig(lr=0.5))
-    engine = SeedEngine(net, "quadratic", COSTS["quadratic"], "sigmoid", WeightPenalty(RegularizationConfig(), N_TRAIN),
+    engine = SeedEngine(net, COSTS["quadratic"], "sigmoid", WeightPenalty(RegularizationConfig(), N_TRAIN),
                         optim, True)
     _, loss = engine.step(*batch())
     assert loss != loss  # NaN

@@ -25,7 +25,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import CONSOLE_SCRIPT, N_TRAIN, compose_config, idx_bytes, synthetic_images, tiny_overrides, write_idx_gz
+from helpers.configs import compose_config, tiny_overrides
+from helpers.console import CONSOLE_SCRIPT
+from helpers.idx import N_TRAIN, idx_bytes, synthetic_images, write_idx_gz
 
 SECRET = "secret"  # the password in every URI row that carries one: it must never be printed
 WORKERS = 4  # processes at once: mostly import time, so more than the 2 cores still helps
@@ -154,7 +156,7 @@ def corrupted_root(folder: Path, name: str, packed: bytes) -> str:
 @pytest.fixture(scope="module")
 def paths(tmp_path_factory, template_store, data_root, silent_port) -> dict[str, str]:
     """The files the rows name, by placeholder."""
-    from mlplab.train import train
+    from mlplab.training.loop import train
 
     tmp = tmp_path_factory.mktemp("bad-input")
     (tmp / "store").mkdir()

@@ -5,7 +5,8 @@ import signal
 
 import pytest
 
-from conftest import CONSOLE_SCRIPT, run_cli, signal_when, tiny_overrides
+from helpers.configs import tiny_overrides
+from helpers.console import CONSOLE_SCRIPT, run_cli, signal_when
 
 
 def results_under(folder):

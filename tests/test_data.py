@@ -7,8 +7,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from conftest import N_TEST, N_TRAIN, synthetic_images, write_idx_gz
-from mlplab import data as data_module
+from helpers.idx import N_TEST, N_TRAIN, synthetic_images, write_idx_gz
+from mlplab.data import idx, splits as data_module
+from mlplab.errors import DataError
 from mlplab.config import DataConfig
 
 CPU = torch.device("cpu")
@@ -97,16 +98,16 @@ def test_gz_files_in_the_root_itself_are_found(tmp_path):
 def test_system_package_folder_is_used_when_the_root_is_empty(tmp_path, monkeypatch, data_root):
     system = tmp_path / "usr-share"
     shutil.copytree(data_root / "FashionMNIST" / "raw", system, ignore=shutil.ignore_patterns("*ubyte"))
-    fashion = data_module.DATASETS["fashion_mnist"]
-    monkeypatch.setitem(data_module.DATASETS, "fashion_mnist", replace(fashion, system_dir=system))
+    fashion = idx.DATASETS["fashion_mnist"]
+    monkeypatch.setitem(idx.DATASETS, "fashion_mnist", replace(fashion, system_dir=system))
     splits = data_module.load(config(tmp_path / "root"), CPU)
     assert len(splits.train) == N_TRAIN - 100
 
 
 def test_missing_data_error_names_its_remedy(tmp_path, monkeypatch):
-    fashion = data_module.DATASETS["fashion_mnist"]
-    monkeypatch.setitem(data_module.DATASETS, "fashion_mnist", replace(fashion, system_dir=tmp_path / "nowhere"))
-    with pytest.raises(data_module.DataError) as error:
+    fashion = idx.DATASETS["fashion_mnist"]
+    monkeypatch.setitem(idx.DATASETS, "fashion_mnist", replace(fashion, system_dir=tmp_path / "nowhere"))
+    with pytest.raises(DataError) as error:
         data_module.load(config(tmp_path / "empty"), CPU)
     message = str(error.value)
     assert "\n" not in message
@@ -115,13 +116,13 @@ def test_missing_data_error_names_its_remedy(tmp_path, monkeypatch):
 
 
 def test_missing_mnist_names_where_to_put_the_files(tmp_path):
-    with pytest.raises(data_module.DataError, match=r"MNIST not found .*put train-images-idx3-ubyte.gz"):
+    with pytest.raises(DataError, match=r"MNIST not found .*put train-images-idx3-ubyte.gz"):
         data_module.load(config(tmp_path, name="mnist"), CPU)
 
 
 def test_decompressed_files_match_the_gz_source(data_root):
     data_module.load(config(data_root), CPU)
     raw = data_root / "FashionMNIST" / "raw"
-    for name in data_module.IDX_FILES:
+    for name in idx.IDX_FILES:
         with gzip.open(raw / f"{name}.gz", "rb") as packed:
             assert packed.read() == (raw / name).read_bytes()

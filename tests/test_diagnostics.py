@@ -2,9 +2,9 @@
 
 import torch
 
-from mlplab.diagnostics import slowdown
-from mlplab.model import MLP
-from mlplab.train import train
+from mlplab.training.diagnostics import slowdown
+from mlplab.nn.model import MLP
+from mlplab.training.loop import train
 
 
 def test_diagnostics_of_a_one_unit_network_match_a_hand_computation():
@@ -43,7 +43,7 @@ def test_diagnostics_are_logged_per_epoch_with_their_figure(tiny_config, mlflow_
     result, run = record(cfg, tmp_path / "job")
     logged = metric_history(mlflow_uri, run.info.run_id, "slowdown/layer1/saturated")
     assert logged == [(h["epoch"], h["diagnostics"]["layer1/saturated"]) for h in result.history]
-    from mlplab.tracking import client_for
+    from mlplab.tracking.store import client_for
 
     artifacts = {a.path for a in client_for(mlflow_uri).list_artifacts(run.info.run_id)}
     assert "slowdown.png" in artifacts

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import compose_config
-from mlplab.data import DEBIAN_FASHION_MNIST, IDX_FILES
-from mlplab.train import train
+from helpers.configs import compose_config
+from mlplab.data.idx import DEBIAN_FASHION_MNIST, IDX_FILES
+from mlplab.training.loop import train
 
 pytestmark = pytest.mark.slow
 

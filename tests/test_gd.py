@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
+import functools
+
 import json
 import math
 
 import numpy as np
 import pytest
 
-import conftest
-from mlplab.config import ConfigError
-from mlplab.gd import (GdConfig, RateResult, best_rate, derivative, derivatives, descend, parse_function, plot, run,
-                       value)
+from helpers.console import run_cli
+from mlplab.errors import ConfigError
+from mlplab.apps.gd import GdConfig
+from mlplab.course.gd import RateResult, best_rate, descend, run
+from mlplab.course.expression import derivative, derivatives, parse_function, value
+from mlplab.figures.course import gd_convergence as plot
 
 DEFAULT = "x**4/4 - 3*x**3 + 7*x - 5"
 
 
 @pytest.fixture
-def run_gd(monkeypatch):
-    """conftest.run_cli, pointed at the mlplab-gd console script."""
-    monkeypatch.setattr(conftest, "CONSOLE_SCRIPT", conftest.CONSOLE_SCRIPT.with_name("mlplab-gd"))
-    return conftest.run_cli
+def run_gd():
+    """run_cli, pointed at the mlplab-gd console script."""
+    return functools.partial(run_cli, command="mlplab-gd")
 
 
 def independent_answer(tolerance: float = 1e-6, iterations: int = 30) -> dict:
@@ -141,9 +144,23 @@ def test_a_function_without_a_minimum_is_a_config_error():
         run(GdConfig(function="x"))
 
 
-def test_plot_draws_every_rate(tmp_path):
-    path = plot(run(GdConfig(learning_rates=[0.05, 0.5])), tmp_path / "gd.png")
-    assert path.stat().st_size > 10_000 and path.read_bytes()[:4] == b"\x89PNG"
+def test_plot_draws_every_rate_in_both_panels(tmp_path):
+    """Matplotlib's first three colours are the rates' lines; each must fill both panels (f(x_k), and
+    |f(x_k) − f*|), and a rate that is not asked for must not appear."""
+    from PIL import Image
+
+    def pixels_near(image, color, tolerance=30):
+        found = (np.abs(image.astype(int) - np.array(color)) <= tolerance).all(axis=2)
+        half = found.shape[1] // 2
+        return int(found[:, :half].sum()), int(found[:, half:].sum())
+
+    c0, c1, c2 = (31, 119, 180), (255, 127, 14), (44, 160, 44)
+    two = np.array(Image.open(plot(run(GdConfig(learning_rates=[0.01, 0.05])), tmp_path / "two.png")).convert("RGB"))
+    for color in (c0, c1):
+        assert min(pixels_near(two, color)) > 200, color
+    assert max(pixels_near(two, c2)) < 20  # no third rate
+    three = np.array(Image.open(plot(run(GdConfig()), tmp_path / "three.png")).convert("RGB"))
+    assert min(pixels_near(three, c2)) > 200
 
 
 def test_app_prints_the_answer_and_records_a_finished_run(mlflow_uri, tmp_path, run_gd):

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from mlplab.config import InitializerConfig
-from mlplab.initializers import initialize
-from mlplab.model import MLP
+from mlplab.nn.initializers import initialize
+from mlplab.nn.model import MLP
 
 N_IN, N_OUT = 400, 600
 

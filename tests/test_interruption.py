@@ -6,8 +6,9 @@ import signal
 import pytest
 import torch
 
-from conftest import CONSOLE_SCRIPT, run_cli, signal_when, tiny_overrides
-from mlplab.tracking import client_for
+from helpers.configs import tiny_overrides
+from helpers.console import CONSOLE_SCRIPT, run_cli, signal_when
+from mlplab.tracking.store import client_for
 
 # Dropout and Nesterov momentum: the checkpoint must carry both random generators and the optimiser state.
 STATEFUL = ["regularization=dropout", "optimizer=nesterov", "optimizer.lr=0.1", "trainer.batch_size=10"]

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mlplab.losses import COSTS, cross_entropy, log_likelihood, quadratic
+from mlplab.nn.costs import COSTS, cross_entropy, log_likelihood, quadratic
 
 # Two examples, three output units. z chosen so that sigmoid and softmax values are easy to write down.
 Z = torch.tensor([[0.0, math.log(3.0), -math.log(3.0)], [math.log(4.0), 0.0, 0.0]], dtype=torch.float64)

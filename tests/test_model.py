@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mlplab.model import MLP, make_activation, resolve_output, side_by_side
+from mlplab.nn.model import MLP, make_activation, resolve_output, side_by_side
 
 Z = torch.tensor([-2.0, -0.5, 0.0, 0.5, 2.0])
 

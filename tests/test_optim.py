@@ -5,7 +5,7 @@ import math
 import pytest
 
 from mlplab.config import ScheduleConfig
-from mlplab.optim import Schedule
+from mlplab.training.optim import Schedule
 
 
 def rates(cfg: ScheduleConfig, accuracies: list[float], lr0: float = 1.0, epochs: int = 20):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import contextlib
 import json
 import math
@@ -9,20 +11,21 @@ import math
 import pytest
 import torch
 
-import conftest
-from mlplab.config import ConfigError, DataConfig
-from mlplab.data import load
-from mlplab.perceptron import (PerceptronConfig, error_rate, fit, misclassified, predict, signed_labels, update)
+from helpers.console import run_cli
+from mlplab.errors import ConfigError
+from mlplab.config import DataConfig
+from mlplab.data.splits import load
+from mlplab.apps.perceptron import PerceptronConfig
+from mlplab.course.perceptron import error_rate, fit, misclassified, predict, signed_labels, update
 
 XOR_X = torch.tensor([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
 XOR_Y = torch.tensor([-1, -1, 1, 1])
 
 
 @pytest.fixture
-def run_perceptron(monkeypatch):
-    """conftest.run_cli, pointed at the mlplab-perceptron console script."""
-    monkeypatch.setattr(conftest, "CONSOLE_SCRIPT", conftest.CONSOLE_SCRIPT.with_name("mlplab-perceptron"))
-    return conftest.run_cli
+def run_perceptron():
+    """run_cli, pointed at the mlplab-perceptron console script."""
+    return functools.partial(run_cli, command="mlplab-perceptron")
 
 
 def separable_blobs(n: int = 200, dim: int = 5, gap: float = 0.5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,7 +166,7 @@ def test_an_app_run_is_always_terminated(mlflow_uri, raised, status):
     from mlflow.tracking import MlflowClient
 
     from mlplab.config import TrackingConfig
-    from mlplab.tracking import recorded_run
+    from mlplab.tracking.run import recorded_run
 
     runs = []
     with pytest.raises(raised) if raised else contextlib.nullcontext():

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from mlplab.config import OptimizerConfig, RegularizationConfig
-from mlplab.losses import cross_entropy
-from mlplab.model import MLP
-from mlplab.optim import build_optimizer
-from mlplab.regularization import WeightPenalty
+from mlplab.nn.costs import cross_entropy
+from mlplab.nn.model import MLP
+from mlplab.training.optim import build_optimizer
+from mlplab.nn.regularization import WeightPenalty
 
 ETA, LAMBDA, N_TRAIN = 0.5, 5.0, 1000
 

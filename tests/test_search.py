@@ -15,12 +15,16 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from conftest import CONSOLE_SCRIPT, run_cli, signal_when, tiny_overrides
-from mlplab.cli import CONF_DIR, explain
-from mlplab.config import ConfigError, SearchConfig, TrainConfig, register
-from mlplab.search import apply, check_keys, run_study
-from mlplab.tracking import client_for
-from postgres import postgres_server, server_binaries
+from helpers.configs import tiny_overrides
+from helpers.console import CONSOLE_SCRIPT, run_cli, signal_when
+from mlplab.paths import CONF_DIR
+from mlplab.apps.hydra_app import explain
+from mlplab.errors import ConfigError
+from mlplab.config import SearchConfig, TrainConfig, register
+from mlplab.search.space import apply, check_keys
+from mlplab.search.study import run_study
+from mlplab.tracking.store import client_for
+from helpers.postgres import postgres_server, server_binaries
 
 SEARCH_SCRIPT = CONSOLE_SCRIPT.parent / "mlplab-search"
 
@@ -44,7 +48,7 @@ def search_setup(data_root, mlflow_uri, tmp_path):
 
 
 def study_of(search: SearchConfig, tmp_path: Path) -> optuna.Study:
-    from mlplab.search import make_storage
+    from mlplab.search.storage import make_storage
 
     return optuna.load_study(study_name=search.study_name or search.name, storage=make_storage(search))
 
@@ -130,7 +134,7 @@ def test_pruning_stops_a_hopeless_trial_after_its_first_epoch(search_setup, mlfl
                                 "search.n_trials=2", "search.pruner=median", "search.pruner_startup_trials=1",
                                 "search.pruner_warmup_epochs=0", "trainer.epochs=4", "search.final_test=false")
     # The good rate first, so the median of a completed trial exists when the hopeless one reports.
-    from mlplab.search import make_storage
+    from mlplab.search.storage import make_storage
 
     study = optuna.create_study(study_name="test_grid", storage=make_storage(search), direction="maximize")
     study.enqueue_trial({"optimizer.lr": 1.0})
@@ -193,7 +197,7 @@ def test_the_best_config_file_reruns_to_the_same_validation_accuracy_and_test_is
 
 def _trials_and_runs(storage, study_name, mlflow_uri):
     from mlplab.config import SearchConfig as S
-    from mlplab.search import make_storage
+    from mlplab.search.storage import make_storage
 
     study = optuna.load_study(study_name=study_name, storage=make_storage(S(storage=storage)))
     parent, runs = children(mlflow_uri)

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, tiny_overrides
+from helpers.configs import tiny_overrides
+from helpers.console import run_cli
 from mlplab.masking import MaskingStream, mask_secrets
+from mlplab.tracking.run import flatten
 
 SEARCH_SCRIPT = Path(sys.executable).parent / "mlplab-search"
 PASSWORD = "hunter2secret"
@@ -22,6 +24,11 @@ def closed_port() -> int:
 
 def test_mask_secrets_hides_only_the_password():
     assert mask_secrets(f"postgresql://alice:{PASSWORD}@db:5432/x and http://h:1/p") == "postgresql://alice:***@db:5432/x and http://h:1/p"
+
+
+def test_params_logged_from_a_config_mask_the_password():
+    assert flatten({"tracking": {"uri": f"https://bob:{PASSWORD}@host/x"}, "trainer": {"seed": 3}}) == {
+        "tracking.uri": "https://bob:***@host/x", "trainer.seed": "3"}
 
 
 def test_masking_stream_writes_through_masked():
@@ -76,5 +83,5 @@ def test_an_unreachable_storage_is_named_without_its_password(data_root, tmp_pat
 
 
 def test_checkpoints_are_loaded_as_data_only():
-    source = (Path(__file__).resolve().parents[1] / "src" / "mlplab" / "checkpoint.py").read_text()
+    source = (Path(__file__).resolve().parents[1] / "src" / "mlplab" / "training" / "checkpoint.py").read_text()
     assert "weights_only=True" in source and "weights_only=False" not in source

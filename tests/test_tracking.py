@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import signal
 import socket
 import subprocess
@@ -16,13 +17,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import CONSOLE_SCRIPT, run_cli, signal_when, tiny_overrides
-from postgres import postgres_server, server_binaries
+from helpers.configs import tiny_overrides
+from helpers.console import CONSOLE_SCRIPT, run_cli, signal_when
+from helpers.postgres import postgres_server, server_binaries
 
-from mlplab.data import IDX_FILES
-from mlplab.model import build as build_model
-from mlplab.tracking import MlflowRecorder, client_for, flatten, mask_secrets
-from mlplab.train import train
+from mlplab.data.idx import IDX_FILES
+from mlplab.nn.model import build as build_model
+from mlplab.tracking.recorder import MlflowRecorder
+from mlplab.tracking.store import client_for
+from mlplab.tracking.run import flatten
+from mlplab.training.loop import train
 
 
 def tracked(tiny_config, uri, *overrides):
@@ -123,6 +127,17 @@ def test_divergence_ends_the_run_failed_with_the_reason(tiny_config, mlflow_uri,
     assert result.status == "diverged"
     assert run.info.status == "FAILED" and run.data.tags["status"] == "diverged"
     assert "non-finite cost" in run.data.tags["status_detail"]
+    # The weights were thrown to ±inf: the test loss is NaN, which the logged result.json holds as null (strict JSON)
+    assert math.isnan(result.test_loss)
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    (tmp_path / "download").mkdir()
+    logged = client_for(mlflow_uri).download_artifacts(run.info.run_id, "result.json", str(tmp_path / "download"))
+    record_ = json.loads(Path(logged).read_text(), parse_constant=refuse)
+    assert record_["status"] == "diverged" and record_["test_loss"] is None
+    assert record_ == json.loads((tmp_path / "result.json").read_text())  # the job's own file, as it wrote it
 
 
 def test_an_exception_ends_the_run_failed(tiny_config, mlflow_uri, tmp_path):
@@ -231,14 +246,8 @@ def test_a_diverging_job_is_failed_with_its_reason_and_the_sweep_goes_on(data_ro
     assert parent.data.tags["best_run_id"] == fine.info.run_id
 
 
-def test_secrets_in_uris_are_masked():
-    assert mask_secrets("postgresql://alice:s3cret@db:5432/x") == "postgresql://alice:***@db:5432/x"
-    assert mask_secrets("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
-    assert flatten({"tracking": {"uri": "https://bob:pw@host/x"}}) == {"tracking.uri": "https://bob:***@host/x"}
-
-
 def test_mlplab_runs_lists_runs_best_first_with_what_distinguishes_them(tiny_config, mlflow_uri, tmp_path):
-    from mlplab.runs import list_runs
+    from mlplab.apps.runs import list_runs
 
     for lr in ("0.01", "3.0"):
         record(tracked(tiny_config, mlflow_uri, f"optimizer.lr={lr}"), tmp_path / lr)
@@ -249,7 +258,7 @@ def test_mlplab_runs_lists_runs_best_first_with_what_distinguishes_them(tiny_con
 
 
 def test_a_rerun_from_the_record_reproduces_the_run_exactly(tiny_config, mlflow_uri, tmp_path):
-    from mlplab.runs import rerun
+    from mlplab.apps.runs import rerun
 
     _, run = record(tracked(tiny_config, mlflow_uri, "trainer.epochs=2", "regularization=dropout"), tmp_path / "a")
     report = rerun(mlflow_uri, run.info.run_id, tmp_path / "again")
@@ -343,7 +352,7 @@ def test_a_store_whose_creation_is_interrupted_is_never_left_half_made(tmp_path,
     """A worker killed while MLflow builds a new store's schema must not leave a store no later run can open."""
     from mlflow.tracking import MlflowClient
 
-    from mlplab import tracking
+    from mlplab.tracking import store as tracking
 
     db = tmp_path / "store" / "mlflow.db"
     real = MlflowClient.search_experiments

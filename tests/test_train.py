@@ -5,8 +5,9 @@ import json
 import pytest
 import torch
 
-from mlplab.config import ConfigError
-from mlplab.train import train
+from mlplab.errors import ConfigError
+from mlplab.training.evaluate import confusion_counts
+from mlplab.training.loop import train
 
 
 def weights(out_dir):
@@ -108,3 +109,8 @@ def test_sizes_and_batch_that_do_not_fit_the_data_fail_in_one_line(tiny_config, 
 def test_class_subset_trains_a_two_output_network(tiny_config, tmp_path):
     result = train(tiny_config("data.classes=[3,8]", "model.sizes=[784,10,2]", "data.validation_size=20"), tmp_path)
     assert result.status == "finished" and result.test_accuracy > 0.9
+
+
+def test_confusion_counts_count_each_true_and_predicted_pair():
+    counts = confusion_counts(torch.tensor([0, 1, 1, 2, 0]), torch.tensor([0, 1, 2, 2, 2]), 3)
+    assert counts.tolist() == [[1, 0, 0], [0, 1, 0], [1, 1, 1]]

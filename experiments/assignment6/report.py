@@ -12,8 +12,8 @@ from typing import Optional
 
 from matplotlib.figure import Figure
 
-from mlplab.plots import epoch_panels, finish, save
-from mlplab.tracking import client_for
+from mlplab.figures.mpl import epoch_panels, finish, save
+from mlplab.tracking.store import client_for
 
 from study import Manifest
 

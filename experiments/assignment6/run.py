@@ -19,7 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from mlplab.cli import EXIT_SIGINT, EXIT_SIGTERM, Terminated, on_sigterm  # noqa: E402
+from mlplab.apps.hydra_app import EXIT_SIGINT, EXIT_SIGTERM, Terminated, on_sigterm  # noqa: E402
 from report import Report  # noqa: E402
 from study import Settings, Study  # noqa: E402
 

@@ -17,17 +17,23 @@ from typing import Optional
 
 import torch
 
-from mlplab import data as data_module
-from mlplab import gd, perceptron, run_figures
-from mlplab.cli import compose_train
+from mlplab.data import splits as data_module
+from mlplab.apps import gd, perceptron
+from mlplab.apps.hydra_app import compose
+from mlplab.course.gd import run as descend_all
+from mlplab.data.idx import locate
+from mlplab.figures import run as run_figures
 from mlplab.config import DataConfig, SearchConfig, TrackingConfig, TrainConfig
-from mlplab.data import DataError
-from mlplab.losses import COSTS
-from mlplab.model import build as build_model
-from mlplab.model import MLP, layer_string, side_by_side
-from mlplab.search import run_study
-from mlplab.tracking import MlflowRecorder, client_for, recorded_run, resolve_uri
-from mlplab.train import evaluate, predict, train
+from mlplab.errors import DataError
+from mlplab.nn.costs import COSTS
+from mlplab.nn.model import build as build_model
+from mlplab.nn.model import MLP, layer_string, side_by_side
+from mlplab.search.study import run_study
+from mlplab.tracking.recorder import MlflowRecorder
+from mlplab.tracking.store import client_for, resolve_uri
+from mlplab.tracking.run import recorded_run
+from mlplab.training.evaluate import confusion_counts, evaluate, predict
+from mlplab.training.loop import train
 
 log = logging.getLogger("mlplab.assignment6")
 EXPERIMENT = "assignment6"
@@ -135,7 +141,7 @@ class Study:
     def job(self, label: str, overrides: list[str], parent: str, section: str, test: bool = False) -> dict:
         """One tracked training run; returns what the manifest keeps about it."""
         overrides = list(overrides) + [f"trainer.evaluate_test={str(test).lower()}"] + self.settings.common()
-        cfg = compose_train(overrides)
+        cfg = compose(overrides)
         cfg.tracking.run_name = f"{section}: {label}"
         out_dir = self.settings.out_dir / section / f"{len(self.manifest.sections.get(section, {}).get('runs', [])):02d}"
         recorder = MlflowRecorder(cfg, overrides, parent_run_id=parent)
@@ -149,7 +155,7 @@ class Study:
     @staticmethod
     def trained(entry: dict) -> tuple[TrainConfig, MLP]:
         """A job's config and the network it saved."""
-        cfg = compose_train(entry["overrides"])
+        cfg = compose(entry["overrides"])
         net = build_model(cfg.model, cfg.loss.name, cfg.regularization.dropout)
         net.load_state_dict(torch.load(Path(entry["out_dir"]) / "model.pt", weights_only=True))
         return cfg, net
@@ -163,7 +169,7 @@ class Study:
         self.client.log_metric(run_id, "test_accuracy", test_accuracy)
         self.client.log_metric(run_id, "test_loss", test_loss)
         self.client.set_tag(run_id, "assignment6.test_evaluated", "once, after selection on validation")
-        counts = run_figures.confusion_counts(predict(net, splits.test.x), splits.test.y, splits.num_classes)
+        counts = confusion_counts(predict(net, splits.test.x), splits.test.y, splits.num_classes)
         figure = run_figures.confusion_matrix(counts, splits.class_names, Path(entry["out_dir"]) / "test_confusion_matrix.png",
                                               entry["label"])
         self.client.log_artifact(run_id, str(figure))
@@ -174,7 +180,7 @@ class Study:
         recorded as a run of its own (validation measured here, training time the members' together)."""
         merged = side_by_side([self.trained(member)[1] for member in members])
         overrides = members[0]["overrides"] + [f"model.sizes=[{','.join(map(str, merged.sizes))}]"]
-        cfg = compose_train(overrides)  # the members' config at the merged width: how test_once rebuilds it
+        cfg = compose(overrides)  # the members' config at the merged width: how test_once rebuilds it
         label = f"the {len(members)} seeds side by side: one {layer_string(merged.sizes)} MLP"
         out_dir = self.settings.out_dir / section / f"{len(self.manifest.sections[section]['runs']):02d}"
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -212,7 +218,7 @@ class Study:
         folder = self.settings.out_dir / "q1"
         folder.mkdir(parents=True, exist_ok=True)
         with recorded_run(cfg.tracking, "assignment6 Q1: gradient descent on f(x)", "gd", cfg) as run:
-            gd.record(gd.run(cfg), run, folder)
+            gd.record(descend_all(cfg), run, folder)
         self.manifest.sections["q1"] = {"run_id": run.run_id}
 
     def perceptron(self) -> None:
@@ -250,7 +256,7 @@ class Study:
 
     def optuna_q2(self) -> None:
         """Bayesian optimisation (TPE, median pruning) over the learning rate and the hidden width."""
-        base = compose_train(Q2_BASE + self.settings.epochs(30) + self.settings.common())
+        base = compose(Q2_BASE + self.settings.epochs(30) + self.settings.common())
         space = {"optimizer.lr": {"type": "float", "low": 1e-3, "high": 10.0, "log": True},
                  "model.width": {"type": "int", "low": 100, "high": 800, "step": 50}}
         study_name = f"assignment6-q2-{self.manifest.started.replace(' ', 'T')}"
@@ -287,7 +293,7 @@ class Study:
 
     def _has_mnist(self) -> bool:
         try:
-            data_module.locate(DataConfig(name="mnist", root=self.settings.data_root, download=False))
+            locate(DataConfig(name="mnist", root=self.settings.data_root, download=False))
             return True
         except DataError:
             return False

@@ -1,8 +1,10 @@
-"""The typed shape of a training config.
+"""The typed shape of a training config (``mlplab-train``) and of a search (``mlplab-search``).
 
 Hydra composes YAML groups from ``conf/`` on top of these dataclasses (registered in the ConfigStore as
 the ``schema`` group), so a misspelt key fails at composition time. Range checks live in ``__post_init__``:
-``to_typed`` builds the dataclasses, which runs them before any data is touched.
+``to_typed`` builds the dataclasses, which runs them before any data is touched. The allowed values of a
+choice are the keys of the registry that implements it (an activation, a cost, an optimiser…), so adding
+one there is all it takes.
 """
 
 from __future__ import annotations
@@ -13,21 +15,16 @@ from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 
-ACTIVATIONS = ("step", "sigmoid", "tanh", "relu", "leaky_relu", "prelu")
-OUTPUTS = ("auto", "sigmoid", "softmax")
-LOSSES = ("quadratic", "cross_entropy", "log_likelihood")
-WEIGHT_INITIALIZERS = ("standard_normal", "scaled_normal", "uniform_fan_in", "glorot_uniform", "he_normal")
-BIAS_INITIALIZERS = ("standard_normal", "zeros")
-OPTIMIZERS = ("sgd", "sgdm", "nesterov", "adam")
-SCHEDULES = ("constant", "piecewise", "halve_on_plateau", "reduce_on_plateau", "cosine")
-DATASETS = ("fashion_mnist", "mnist")
+from .data.idx import DATASETS
+from .errors import ConfigError
+from .nn.activations import ACTIVATIONS
+from .nn.costs import COSTS, OUTPUTS
+from .nn.initializers import BIAS_INITIALIZERS, WEIGHT_INITIALIZERS
+from .training.engines import ENGINES
+from .training.optim import OPTIMIZERS, SCHEDULES
+
 DEVICES = ("auto", "cpu", "cuda")
 TRACKING_MODES = ("local", "server", "off")
-ENGINES = ("autograd", "seed")
-
-
-class ConfigError(ValueError):
-    """A config value a user can fix; the message is one line naming the key and the fix."""
 
 
 def require(condition: bool, message: str) -> None:
@@ -35,7 +32,8 @@ def require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def one_of(key: str, value: str, choices: tuple[str, ...]) -> None:
+def one_of(key: str, value: str, choices) -> None:
+    """``choices``: a tuple of names, or a registry whose keys are the names."""
     require(value in choices, f"{key}={value!r} is not known: use one of {', '.join(choices)}")
 
 
@@ -103,7 +101,7 @@ class ModelConfig:
         require(len(self.sizes) >= 2, f"model.sizes={self.sizes} needs at least input and output, e.g. [784,10]")
         require(all(s > 0 for s in self.sizes), f"model.sizes={self.sizes}: every layer size must be positive")
         one_of("model.activation", self.activation, ACTIVATIONS)
-        one_of("model.output", self.output, OUTPUTS)
+        one_of("model.output", self.output, ("auto", *OUTPUTS))
         require(self.leaky_slope >= 0, f"model.leaky_slope={self.leaky_slope} must be >= 0")
 
 
@@ -112,7 +110,7 @@ class LossConfig:
     name: str = "cross_entropy"
 
     def __post_init__(self) -> None:
-        one_of("loss.name", self.name, LOSSES)
+        one_of("loss.name", self.name, COSTS)
 
 
 @dataclass
@@ -229,8 +227,6 @@ class TrainConfig:
     name: str = "mlplab"  # a label for the run (presets set one)
 
 
-SAMPLERS = ("tpe", "gp", "random", "qmc", "grid")
-PRUNERS = ("median", "successive_halving", "hyperband", "none")
 SPACE_TYPES = ("float", "int", "categorical")
 
 
@@ -267,6 +263,8 @@ class SearchConfig:
         require(self.timeout is None or self.timeout > 0, "search.timeout must be > 0 seconds (or null)")
         one_of("search.direction", self.direction, ("maximize", "minimize"))
         one_of("search.metric", self.metric, ("val_accuracy", "val_loss"))
+        from .search.samplers import PRUNERS, SAMPLERS  # here, not at the top: only a search imports Optuna
+
         one_of("search.sampler", self.sampler, SAMPLERS)
         one_of("search.pruner", self.pruner, PRUNERS)
         for key, spec in self.space.items():
@@ -295,9 +293,13 @@ class SearchAppConfig(TrainConfig):
     search: SearchConfig = field(default_factory=SearchConfig)
 
 
+SCHEMAS = {"train": TrainConfig, "search": SearchAppConfig}
+
+
 def register() -> None:
-    """The typed root of a config: ``schema=train`` for mlplab-train, ``schema=search`` (training plus
-    ``search``) for mlplab-search. A group, so search.yaml can include train.yaml and swap its schema."""
+    """The typed root of a config, as the ``schema`` group: ``schema=train`` for mlplab-train,
+    ``schema=search`` (training plus ``search``) for mlplab-search — a group, so search.yaml can include
+    train.yaml and swap its schema. (The course apps register their own, ``apps/hydra_app.py``.)"""
     store = ConfigStore.instance()
-    store.store(group="schema", name="train", node=TrainConfig, package="_global_")
-    store.store(group="schema", name="search", node=SearchAppConfig, package="_global_")
+    for name, node in SCHEMAS.items():
+        store.store(group="schema", name=name, node=node, package="_global_")

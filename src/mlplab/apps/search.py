@@ -1,0 +1,37 @@
+"""``mlplab-search``: an Optuna study over training configs (``conf/search.yaml``), its summary in one line."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+import optuna
+
+from ..config import TrainConfig
+from ..search.study import run_study
+from .hydra_app import hydra_job, run_hydra_app
+
+
+def summary_line(summary: dict[str, Any], metric: str) -> str:
+    line = (f"study {summary['study']}: {summary['trials']} trials ({summary.get('complete', 0)} complete, "
+            f"{summary.get('pruned', 0)} pruned, {summary.get('fail', 0)} failed)")
+    if summary.get("best_value") is not None:
+        line += f"; best {metric} {summary['best_value']:.4f} (trial {summary['best_trial']}: {summary['best_params']})"
+        if "best_test_accuracy" in summary:
+            line += f"; retrained once: test accuracy {100 * summary['best_test_accuracy']:.2f}%"
+        if "experiment_file" in summary:
+            line += f"; rerun with mlplab-train experiment=search_{summary['study']}"
+    return line
+
+
+def task(cfg) -> Optional[float]:
+    app, out_dir, _ = hydra_job(cfg)
+    base = TrainConfig(**{f.name: getattr(app, f.name) for f in dataclasses.fields(TrainConfig)})
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    summary = run_study(base, app.search, out_dir)
+    print(summary_line(summary, app.search.metric), flush=True)
+    return summary.get("best_value")
+
+
+def main() -> None:
+    run_hydra_app(task, "search")

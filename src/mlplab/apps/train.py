@@ -1,0 +1,29 @@
+"""``mlplab-train``: one training job over ``conf/train.yaml`` (a Hydra multirun: one job per configuration,
+their MLflow runs the children of the sweep's)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from ..tracking.sweep import close_open_sweeps, recorder_for
+from ..training.loop import train
+from ..training.result import summary_line
+from .hydra_app import hydra_job, in_multirun, run_hydra_app
+
+
+def task(cfg) -> Optional[float]:
+    from hydra.core.hydra_config import HydraConfig
+
+    typed, out_dir, overrides = hydra_job(cfg)
+    multirun = in_multirun()
+    hydra_cfg = HydraConfig.get()
+    recorder = recorder_for(typed, overrides, sweep_dir=Path(hydra_cfg.sweep.dir).resolve() if multirun else None,
+                            job_num=hydra_cfg.job.num if multirun else None)
+    result = train(typed, out_dir, quiet=multirun, recorder=recorder)
+    print(summary_line(typed, result, out_dir), flush=True)
+    return result.val_accuracy  # what a sweep optimises
+
+
+def main() -> None:
+    run_hydra_app(task, "train", on_abort=close_open_sweeps)

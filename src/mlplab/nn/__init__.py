@@ -1,0 +1,1 @@
+"""The network of the slides: activations, costs, the MLP, initialisers, weight penalties, backpropagation."""

@@ -1,0 +1,154 @@
+"""One MLflow run, whoever opens it (a training job, a small app, a sweep's or a study's parent): provenance
+tags and the flattened config as params when it opens, writes batched within MLflow's limits, and a true
+status when it closes. A ``TrackedRun`` with no run id records nothing (``tracking=off``)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+from ..masking import mask_secrets
+from ..paths import PROJECT_ROOT
+from .store import RetryingClient, client_for, experiment_id, resolve_uri
+
+MAX_PARAMS_PER_BATCH, MAX_ENTITIES_PER_BATCH, MAX_PARAM_CHARS, MAX_TAG_CHARS = 100, 1000, 6000, 5000  # MLflow's
+# A job's status → its MLflow run's. A pruned trial was stopped on purpose: KILLED, tagged status=pruned.
+RUN_STATUS = {"finished": "FINISHED", "early_stopped": "FINISHED", "diverged": "FAILED", "failed": "FAILED",
+              "killed": "KILLED", "pruned": "KILLED"}
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, str]:
+    """``{"optimizer": {"lr": 0.1}}`` → ``{"optimizer.lr": "0.1"}``, secrets masked, cut to MLflow's limit."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = mask_secrets(str(value))[:MAX_PARAM_CHARS]
+    return flat
+
+
+@functools.lru_cache(maxsize=1)
+def git_state() -> tuple[str, str]:
+    """(commit, "true"/"false" for uncommitted changes to tracked files), or ("unknown", "unknown")."""
+    try:
+        def git(*args: str) -> str:
+            return subprocess.run(["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True,
+                                  check=True, timeout=10).stdout.strip()
+
+        return git("rev-parse", "HEAD"), str(bool(git("status", "--porcelain", "--untracked-files=no"))).lower()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown", "unknown"
+
+
+def provenance(kind: str, overrides: Optional[Sequence[str]] = None, with_torch: bool = True) -> dict[str, str]:
+    """The tags every run carries: what made it (``mlplab.kind``), from which commit, with which overrides."""
+    commit, dirty = git_state()
+    tags = {"mlplab.kind": kind, "git_commit": commit, "git_dirty": dirty}
+    if overrides is not None:
+        tags["overrides"] = mask_secrets(" ".join(overrides))
+    if with_torch:  # runs that train have torch imported already; a sweep's parent need not import it
+        import torch
+
+        tags["torch_version"] = torch.__version__
+    return tags
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and value == value and abs(value) != float("inf")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class TrackedRun:
+    def __init__(self, client: Optional[RetryingClient] = None, run_id: Optional[str] = None):
+        self.client, self.run_id = client, run_id
+
+    @classmethod
+    def open(cls, tracking, name: str, tags: dict[str, str]) -> "TrackedRun":
+        """A new run in ``tracking.experiment`` of the store ``tracking`` names. From here on the caller owns
+        it and must close it: whatever it logs next may fail."""
+        uri = resolve_uri(tracking)
+        client = client_for(uri)
+        run = client.create_run(experiment_id(client, tracking.experiment, uri), run_name=name[:250], tags=tags)
+        return cls(client, run.info.run_id)
+
+    def log_config(self, config: Any) -> None:
+        """A config dataclass, flattened, as the run's params."""
+        self.log_params(flatten(dataclasses.asdict(config)))
+
+    def log_params(self, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        entries = [Param(k, v) for k, v in params.items()]
+        for first in range(0, len(entries), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=entries[first : first + MAX_PARAMS_PER_BATCH])
+
+    def log_batch(self, metrics: Sequence = (), tags: dict[str, str] | None = None) -> None:
+        """``metrics`` (mlflow ``Metric`` entities) and ``tags`` in as few writes as MLflow allows."""
+        if self.run_id is None:
+            return
+        from mlflow.entities import RunTag
+
+        tag_entities = [RunTag(k, mask_secrets(str(v))[:MAX_TAG_CHARS]) for k, v in (tags or {}).items()]
+        size = MAX_ENTITIES_PER_BATCH - len(tag_entities)
+        batches = [metrics[first : first + size] for first in range(0, len(metrics), size)]
+        for number, batch in enumerate(batches or ([[]] if tag_entities else [])):
+            self.client.log_batch(self.run_id, metrics=list(batch), tags=tag_entities if number == 0 else [])
+
+    def log_metrics(self, metrics: dict[str, Any]) -> None:
+        """``{key: value}`` at step 0, or ``{key: {step: value}}``; None and non-finite values are left out."""
+        from mlflow.entities import Metric
+
+        now = now_ms()
+        self.log_batch([Metric(key, float(value), now, int(step))
+                        for key, values in metrics.items()
+                        for step, value in (values.items() if isinstance(values, dict) else [(0, values)])
+                        if finite(value)])
+
+    def log_series(self, series: dict[str, Sequence[float]]) -> None:
+        """Each key's values as steps 0, 1, 2, …"""
+        self.log_metrics({key: dict(enumerate(values)) for key, values in series.items()})
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        self.log_batch(tags=tags)
+
+    def log_artifact(self, path: Path) -> None:
+        if self.run_id is not None:
+            self.client.log_artifact(self.run_id, str(path))
+
+    def log_artifacts(self, folder: Path) -> None:
+        if self.run_id is not None:
+            self.client.log_artifacts(self.run_id, str(folder))
+
+    def close(self, status: str) -> None:
+        if self.run_id is not None:
+            self.client.set_terminated(self.run_id, status)
+
+
+@contextlib.contextmanager
+def recorded_run(tracking, name: str, kind: str, config, overrides: Sequence[str] = ()) -> Iterator[TrackedRun]:
+    """A run for a small app (``tracking.mode=off``: one that records nothing), always closed: FINISHED,
+    FAILED on an exception, KILLED on Ctrl-C / SIGTERM."""
+    if tracking.mode == "off":
+        yield TrackedRun()
+        return
+    run = TrackedRun.open(tracking, tracking.run_name or name, provenance(kind, overrides))
+    status = "FAILED"
+    try:
+        run.log_config(config)
+        yield run
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        run.close(status)

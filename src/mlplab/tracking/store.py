@@ -1,0 +1,167 @@
+"""MLflow stores: which one a config means, a client that waits out sqlite's locks, and a check that a
+server or database answers before MLflow's minutes of retries. The default store is the project's
+``sqlite:///<project>/mlruns/mlflow.db`` with artifacts in ``mlruns/artifacts`` (MLflow 3 refuses a plain
+file store)."""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # this harness never phones home
+
+from ..errors import TrackingError  # noqa: E402
+from ..files import write_atomic  # noqa: E402
+from ..masking import mask_secrets  # noqa: E402
+from ..paths import MLRUNS  # noqa: E402
+
+
+def default_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{MLRUNS / 'mlflow.db'}"
+
+
+def resolve_uri(tracking) -> str:
+    """The store a tracking config names (``tracking.uri``), else the default."""
+    return tracking.uri or default_uri()
+
+
+def _sqlite_path(uri: str) -> Optional[Path]:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def artifact_location(uri: str) -> Optional[str]:
+    """Artifacts beside a sqlite store (``<dir>/artifacts``); a server decides for itself."""
+    db = _sqlite_path(uri)
+    return (db.parent / "artifacts").as_uri() if db else None
+
+
+class RetryingClient:
+    """An MlflowClient whose calls wait out sqlite's 'database is locked' (parallel jobs, one file)."""
+
+    ATTEMPTS, FIRST_DELAY_S = 8, 0.05
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def call(*args, **kwargs):
+            delay = self.FIRST_DELAY_S
+            for attempt in range(self.ATTEMPTS):
+                try:
+                    return attribute(*args, **kwargs)
+                except Exception as error:  # noqa: BLE001 - only lock contention is retried
+                    if "database is locked" not in str(error) or attempt == self.ATTEMPTS - 1:
+                        raise
+                    time.sleep(delay)
+                    delay *= 2
+
+        return call
+
+
+@functools.lru_cache(maxsize=8)
+def client_for(uri: str) -> RetryingClient:
+    """A client whose store exists: a new sqlite store's schema is created once, under a file lock; a server
+    must answer first (MLflow itself retries an unreachable one for ~4 minutes)."""
+    from mlflow.tracking import MlflowClient
+
+    db = _sqlite_path(uri)
+    if db is None:
+        if uri.startswith(("http://", "https://")):
+            _check_reachable(uri)
+        elif uri.startswith(("postgresql", "mysql", "mssql")):
+            _check_database(uri)
+        try:
+            return RetryingClient(MlflowClient(uri))
+        except Exception as error:  # noqa: BLE001 - MLflow's message lists every scheme it knows, over lines
+            raise TrackingError(f"tracking.uri={mask_secrets(uri)} is not a store MLflow can open: use "
+                                "sqlite:////absolute/path/mlflow.db, http://host:port, or tracking=off") from error
+    # The schema migration of a new store logs at INFO on stderr: the user asked for a run, not for that.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with open(db.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not db.exists():
+                _create_store(db)
+            client = MlflowClient(uri)
+            client.search_experiments(max_results=1)  # migrates an older schema while we hold the lock
+    except OSError as error:
+        raise TrackingError(f"cannot write the MLflow store {db} ({error.strerror}): "
+                            "fix its permissions or set tracking.uri / tracking=off") from error
+    return RetryingClient(client)
+
+
+def _create_store(db: Path) -> None:
+    """Build the schema in a side file and move it into place: a process killed mid-migration (even by
+    kill -9) leaves a stray ``.partial``, never a half-made store every later run would fail on."""
+    from mlflow.tracking import MlflowClient
+
+    for stray in db.parent.glob(f"{db.name}.partial-*"):  # left by a creator that was killed (we hold the lock)
+        stray.unlink(missing_ok=True)
+    # The side file's name is never used twice: MLflow caches a store per URI, and would not rebuild the file.
+    write_atomic(db, lambda partial: MlflowClient(f"sqlite:///{partial}").search_experiments(max_results=1))
+
+
+CONNECT_TIMEOUT_S = 10  # a database host that drops packets fails in seconds, not at the kernel's TCP timeout
+
+
+def engine_options(url: str) -> dict:
+    """SQLAlchemy engine options for a storage URL: liveness checks, and libpq's connect_timeout for
+    PostgreSQL unless the URL sets its own."""
+    options: dict = {"pool_pre_ping": True}
+    if url.startswith("postgresql") and "connect_timeout=" not in url:
+        options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    return options
+
+
+def _check_database(uri: str) -> None:
+    """One connection, with a timeout: MLflow itself retries an unreachable database for minutes, and waits
+    forever on a host that takes the connection and never answers."""
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(uri, **engine_options(uri))
+        try:
+            engine.connect().close()
+        finally:
+            engine.dispose()
+    except Exception as error:  # noqa: BLE001 - any failure to connect is the user's URL or server
+        raise TrackingError(f"cannot reach the tracking database {mask_secrets(uri)} ({type(error).__name__}): start "
+                            "it or fix tracking.uri; tracking=local needs no server") from None
+
+
+def _check_reachable(uri: str, timeout_s: float = 10) -> None:
+    """One request, no retries: any HTTP answer will do, no answer is the user's to fix."""
+    import requests
+
+    try:
+        requests.head(uri, timeout=timeout_s, allow_redirects=False)
+    except requests.exceptions.SSLError:
+        return  # it answered; TLS settings (MLFLOW_TRACKING_INSECURE_TLS, …) are MLflow's to apply
+    except requests.RequestException as error:
+        raise TrackingError(f"cannot reach the MLflow server {mask_secrets(uri)} ({type(error).__name__}): start it "
+                            "(`make ui` serves the project's store) or fix tracking.uri; tracking=local needs no server"
+                            ) from None
+
+
+def experiment_id(client: RetryingClient, name: str, uri: str) -> str:
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location(uri))
+    except Exception:  # noqa: BLE001 - another process created it first
+        existing = client.get_experiment_by_name(name)
+        if existing is None:
+            raise
+        return existing.experiment_id

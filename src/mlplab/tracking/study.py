@@ -1,0 +1,66 @@
+"""An Optuna study in MLflow: one parent run per study, every trial (and the retrained best) a child run.
+The Optuna side lives in ``search/``; these functions take plain values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from .run import TrackedRun, now_ms, provenance
+from .store import client_for, resolve_uri
+
+SUMMARY_METRICS = ("best_value", "best_test_accuracy", "best_retrained_val_accuracy", "trials", "complete",
+                   "pruned", "fail")
+
+
+def open_study_run(tracking, study_name: str, tags: dict[str, str]) -> TrackedRun:
+    return TrackedRun.open(tracking, f"study {study_name}", {**provenance("study", with_torch=False), **tags})
+
+
+def existing(tracking, run_id: str) -> TrackedRun:
+    return TrackedRun(client_for(resolve_uri(tracking)), run_id)
+
+
+def reopen(tracking, run_id: str) -> TrackedRun:
+    """A study's parent run again, RUNNING while the study goes on."""
+    run = existing(tracking, run_id)
+    run.client.update_run(run_id, status="RUNNING")
+    return run
+
+
+def close_lost_trial_runs(tracking, parent_run_id: str, failed_trials: set[int]) -> None:
+    """A worker killed outright (kill -9) cannot end its trial's MLflow run: whoever finds the trial failed
+    ends the run KILLED, tagged ``status=worker_lost``, so no run stays RUNNING."""
+    client = client_for(resolve_uri(tracking))
+    running = client.search_runs([client.get_run(parent_run_id).info.experiment_id],
+                                 filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'")
+    for run in running:
+        if run.data.tags.get("job_num", "").isdigit() and int(run.data.tags["job_num"]) in failed_trials:
+            lost = TrackedRun(client, run.info.run_id)
+            lost.set_tags({"status": "worker_lost", "trial_state": "FAIL"})
+            lost.close("KILLED")
+
+
+def tag_trial_run(tracking, run_id: str, trial_number: int, state: str) -> None:
+    existing(tracking, run_id).set_tags(
+        {"trial_number": str(trial_number), "trial_state": state})
+
+
+def record_study(parent: TrackedRun, summary: dict[str, Any], figures: Sequence[Path]) -> None:
+    """The study's summary on its parent run: counts and the best value as metrics, the best params as
+    ``best.<key>`` params (a resumed study keeps its first record of each), and the figures."""
+    from mlflow.entities import Metric
+
+    now = now_ms()
+    parent.log_batch([Metric(key, float(summary[key]), now, 0) for key in SUMMARY_METRICS
+                      if isinstance(summary.get(key), (int, float))],
+                     {"best_trial": str(summary["best_trial"])})
+    existing = parent.client.get_run(parent.run_id).data.params
+    parent.log_params({f"best.{k}": str(v) for k, v in summary["best_params"].items() if f"best.{k}" not in existing})
+    for path in figures:
+        parent.log_artifact(path)
+
+
+def close_study_run(tracking, run_id: Optional[str], status: str) -> None:
+    if run_id:
+        existing(tracking, run_id).close(status)

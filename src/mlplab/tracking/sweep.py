@@ -1,0 +1,76 @@
+"""A Hydra multirun in MLflow: one parent run per sweep (``SweepCallback``, named in conf/train.yaml), every
+job's run its nested child, and the best child recorded on the parent when the sweep ends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.experimental.callback import Callback
+
+from ..files import write_text
+from ..training.recorder import NoRecorder, Recorder
+from .recorder import SELECTION_METRIC, MlflowRecorder
+from .run import TrackedRun, now_ms, provenance
+
+PARENT_RUN_FILE = ".mlflow_parent_run_id"  # written into a sweep's directory for its jobs to find
+_open_sweeps: list[TrackedRun] = []  # the parents of sweeps this process has started
+
+
+class SweepCallback(Callback):
+    def on_multirun_start(self, config, **kwargs) -> None:
+        tracking = config.tracking
+        if tracking.mode == "off":
+            return
+        sweep_dir = Path(str(config.hydra.sweep.dir)).resolve()
+        overrides = list(config.hydra.overrides.task)
+        tags = {**provenance("sweep", overrides, with_torch=False), "sweep_id": str(sweep_dir)}
+        parent = TrackedRun.open(tracking, f"sweep {config.name}: {tags['overrides']}", tags)
+        _open_sweeps.append(parent)
+        write_text(sweep_dir / PARENT_RUN_FILE, parent.run_id)
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        close_open_sweeps("FINISHED")
+
+
+def close_open_sweeps(status: str) -> None:
+    """Record each open sweep's best child on its parent run and close the parent. (A sweep ended by an
+    exception never reaches ``on_multirun_end``: the app calls this with FAILED or KILLED.)"""
+    while _open_sweeps:
+        parent = _open_sweeps.pop()
+        try:
+            summarize_sweep(parent)
+        finally:
+            parent.close(status)
+
+
+def summarize_sweep(parent: TrackedRun) -> Optional[Any]:
+    """The children ranked by final validation accuracy; the best one's figures and names on the parent."""
+    from mlflow.entities import Metric
+
+    client = parent.client
+    children = client.search_runs([client.get_run(parent.run_id).info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.run_id}'",
+                                  order_by=[f"metrics.{SELECTION_METRIC} DESC"], max_results=5000)
+    ranked = [c for c in children if SELECTION_METRIC in c.data.metrics]
+    tags, metrics = {"children": str(len(children))}, []
+    if ranked:
+        best, now = ranked[0], now_ms()
+        metrics = [Metric(f"best_{SELECTION_METRIC}", best.data.metrics[SELECTION_METRIC], now, 0)]
+        if "test_accuracy" in best.data.metrics:
+            metrics.append(Metric("best_test_accuracy", best.data.metrics["test_accuracy"], now, 0))
+        tags.update({"best_run_id": best.info.run_id, "best_run_name": best.info.run_name or "",
+                     "best_overrides": best.data.tags.get("overrides", "")})
+    parent.log_batch(metrics, tags)
+    return ranked[0] if ranked else None
+
+
+def recorder_for(cfg, overrides: list[str], sweep_dir: Optional[Path] = None,
+                 job_num: Optional[int] = None) -> Recorder:
+    """The recorder a job's config asks for; in a sweep, its run becomes the sweep's child."""
+    if cfg.tracking.mode == "off":
+        return NoRecorder()
+    parent = None
+    if sweep_dir is not None and (sweep_dir / PARENT_RUN_FILE).is_file():
+        parent = (sweep_dir / PARENT_RUN_FILE).read_text().strip()
+    return MlflowRecorder(cfg, overrides, parent, str(sweep_dir) if sweep_dir else None, job_num)

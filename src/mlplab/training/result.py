@@ -1,0 +1,82 @@
+"""What a training job reports: one ``EpochMetrics`` per epoch, and the ``Result`` written as ``result.json``
+(its fields are a contract: other tools read them)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..files import write_json
+from ..nn.model import layer_string
+
+STATUSES = ("finished", "diverged", "early_stopped", "killed", "failed", "pruned")
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    lr: float
+    train_loss: float  # mean data cost over the epoch's mini-batches (the weights move during the epoch)
+    train_accuracy: float
+    val_loss: Optional[float]
+    val_accuracy: Optional[float]
+    seconds: float  # wall time of the epoch, its validation pass included
+    images_seen: int
+    diagnostics: dict = field(default_factory=dict)  # trainer.diagnostics: diagnostics.slowdown per layer
+
+    @property
+    def monitored(self) -> float:
+        """What early stopping and the plateau schedules watch: validation accuracy, else training accuracy."""
+        return self.val_accuracy if self.val_accuracy is not None else self.train_accuracy
+
+
+def monitored_accuracy(metrics: dict) -> float:
+    return metrics["val_accuracy"] if metrics["val_accuracy"] is not None else metrics["train_accuracy"]
+
+
+@dataclass
+class Result:
+    status: str  # one of STATUSES
+    val_accuracy: Optional[float] = None  # of the final model (the best epoch's with trainer.keep_best)
+    best_val_accuracy: Optional[float] = None
+    best_epoch: Optional[int] = None
+    test_accuracy: Optional[float] = None
+    test_loss: Optional[float] = None
+    train_seconds: float = 0.0
+    epochs_run: int = 0
+    mlflow_run_id: Optional[str] = None
+    detail: str = ""
+    device: str = ""
+    history: list[dict] = field(default_factory=list)
+    validation_checks: list[dict] = field(default_factory=list)  # the every-k-images values
+
+    def write(self, out_dir: Path) -> Path:
+        return write_json(out_dir / "result.json", asdict(self))
+
+    def end(self, status: str, detail: str = "") -> None:
+        self.status, self.detail = status, detail
+
+
+def epoch_line(m: EpochMetrics, epochs: int) -> str:
+    line = (f"epoch {m.epoch:>3}/{epochs}  lr {m.lr:.4g}  train loss {m.train_loss:.4f} "
+            f"acc {100 * m.train_accuracy:.2f}%")
+    if m.val_accuracy is not None:
+        line += f"  val loss {m.val_loss:.4f} acc {100 * m.val_accuracy:.2f}%"
+    return line + f"  {m.seconds:.2f}s"
+
+
+def percent(x: Optional[float]) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def describe(cfg) -> str:
+    """A network in a few words: "784-100-10 sigmoid sgd lr=0.1" (also the default MLflow run name)."""
+    return f"{layer_string(cfg.model.sizes)} {cfg.model.activation} {cfg.optimizer.name} lr={cfg.optimizer.lr:g}"
+
+
+def summary_line(cfg, result: Result, out_dir: Path) -> str:
+    """The one line a finished job prints."""
+    return (f"{cfg.name} {describe(cfg)}: {result.status} after {result.epochs_run} epochs in {result.train_seconds:.1f}s"
+            f" — val {percent(result.val_accuracy)}, test {percent(result.test_accuracy)}"
+            f"{'' if result.test_loss is None else f' (loss {result.test_loss:.4f})'} → {out_dir / 'result.json'}")
