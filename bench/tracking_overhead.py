@@ -60,7 +60,7 @@ def main() -> None:
 
     import_seconds = time.perf_counter() - started
     from mlplab.tracking.recorder import MlflowRecorder
-    from mlplab.training.recorder import Recorder
+    from mlplab.training.recorder import NoRecorder
     from mlplab.tracking.store import client_for
 
     cfg = TrainConfig()
@@ -78,7 +78,7 @@ def main() -> None:
         client_for(cfg.tracking.uri)  # migrate the new store once, as the project's store is
         for repeat in range(args.repeats + 1):
             for variant in ("off", "on"):
-                recorder = timed(MlflowRecorder(cfg, ["bench"]), inside) if variant == "on" else Recorder()
+                recorder = timed(MlflowRecorder(cfg, ["bench"]), inside) if variant == "on" else NoRecorder()
                 already = sum(map(sum, inside.values()))
                 started = time.perf_counter()
                 result = train(cfg, Path(folder) / f"{variant}{repeat}", quiet=True, splits=splits, recorder=recorder)

@@ -99,6 +99,44 @@ def test_an_unknown_key_in_the_space_fails_in_one_line(tmp_path):
     assert "\n" not in str(error.value)
 
 
+def test_a_value_the_space_can_sample_but_training_refuses_fails_before_the_study(search_setup, tmp_path):
+    base, search = search_setup(*search_file(tmp_path, "typo", {"model.activation": {
+        "type": "categorical", "choices": ["sigmoid", "swish"]}}))
+    with pytest.raises(ConfigError, match=r"search.space.model.activation can sample 'swish', which training refuses: "
+                                          r"model.activation='swish' is not known"):
+        run_study(base, search, tmp_path / "out")
+    assert not (tmp_path / "study.journal").exists()  # refused before any study was made
+
+
+def test_a_search_without_a_validation_split_fails_before_the_study(search_setup, tmp_path):
+    base, search = search_setup("search=q2_lr", "data.validation_size=0")
+    with pytest.raises(ConfigError, match="data.validation_size=0 leaves a search nothing to choose on"):
+        run_study(base, search, tmp_path / "out")
+    assert not (tmp_path / "study.journal").exists()
+
+
+@pytest.mark.parametrize("metric, direction", [("val_loss", "maximize"), ("val_accuracy", "minimize")])
+def test_a_metric_sought_the_wrong_way_fails_in_one_line(metric, direction):
+    with pytest.raises(Exception) as error:
+        compose_search(["search=q2_lr", f"search.metric={metric}", f"search.direction={direction}"])
+    assert f"search.metric={metric} with search.direction={direction} would seek the worst model" in explain(error.value)
+
+
+def test_a_combination_training_refuses_fails_its_trial_and_the_study_goes_on(search_setup, tmp_path):
+    """sgdm needs a momentum > 0: sgdm with 0.0 is refused when the trial's config is built, and that trial is
+    told FAIL (never left RUNNING); each value alone is possible, so the space itself is accepted."""
+    base, search = search_setup(*search_file(tmp_path, "pairs", {
+        "optimizer.name": {"type": "categorical", "choices": ["sgd", "sgdm"]},
+        "optimizer.momentum": {"type": "categorical", "choices": [0.0, 0.9]}}, sampler="grid"),
+        "search.n_trials=4", "search.final_test=false", "search.pruner=none")
+    run_study(base, search, tmp_path / "out")
+    trials = {(t.params["optimizer.name"], t.params["optimizer.momentum"]): t for t in study_of(search, tmp_path).trials}
+    assert len(trials) == 4
+    refused = trials["sgdm", 0.0]
+    assert refused.state == optuna.trial.TrialState.FAIL and "optimizer=sgdm needs optimizer.momentum > 0" in refused.user_attrs["failure"]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for pair, t in trials.items() if pair != ("sgdm", 0.0))
+
+
 def test_a_float_range_with_the_grid_sampler_fails_in_one_line():
     with pytest.raises(Exception) as error:
         compose_search(["search=q2_lr", "search.sampler=grid"])
@@ -217,6 +255,33 @@ def test_four_workers_on_a_journal_file_finish_exactly_n_trials(data_root, mlflo
     trial_runs = [r for r in runs if "trial_state" in r.data.tags]  # the retrained best is a child too
     assert sorted(int(r.data.tags["trial_number"]) for r in trial_runs) == list(range(8))
     assert len({r.data.tags["mlflow.parentRunId"] for r in runs}) == 1
+
+
+def test_three_workers_propose_six_distinct_trials(data_root, tmp_path):
+    """Each worker draws from a stream of its own (seeded by search.seed, its number and the study's trials):
+    with one seed for all, three random samplers proposed the same three rates twice."""
+    journal = tmp_path / "study.journal"
+    run = subprocess.run([str(SEARCH_SCRIPT), *tiny_overrides(data_root), "search=q2_lr", "search.n_trials=6",
+                          "search.workers=3", "search.sampler=random", "search.pruner=none", f"search.storage={journal}",
+                          "search.write_experiment=false", "search.final_test=false", f"hydra.run.dir={tmp_path / 'run'}"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    from mlplab.config import SearchConfig as S
+    from mlplab.search.storage import make_storage
+
+    trials = optuna.load_study(study_name="q2_lr", storage=make_storage(S(storage=str(journal)))).trials
+    assert len(trials) == 6 and len({t.params["optimizer.lr"] for t in trials}) == 6
+
+
+def test_a_continued_study_never_repeats_a_trial(search_setup, tmp_path):
+    base, search = search_setup("search=q2_lr", "search.n_trials=3", "search.sampler=random", "search.pruner=none",
+                                "search.final_test=false", "tracking=off")
+    run_study(base, search, tmp_path / "first")
+    first = [t.params["optimizer.lr"] for t in study_of(search, tmp_path).trials]
+    search.n_trials = 6
+    run_study(base, search, tmp_path / "second")
+    rates = [t.params["optimizer.lr"] for t in study_of(search, tmp_path).trials]
+    assert rates[:3] == first and len(set(rates)) == 6
 
 
 @pytest.mark.skipif(server_binaries() is None, reason="PostgreSQL is installed by `make setup` (Debian's postgresql)")

@@ -263,6 +263,9 @@ class SearchConfig:
         require(self.timeout is None or self.timeout > 0, "search.timeout must be > 0 seconds (or null)")
         one_of("search.direction", self.direction, ("maximize", "minimize"))
         one_of("search.metric", self.metric, ("val_accuracy", "val_loss"))
+        wanted = "maximize" if self.metric == "val_accuracy" else "minimize"
+        require(self.direction == wanted, f"search.metric={self.metric} with search.direction={self.direction} would "
+                f"seek the worst model: use search.direction={wanted}")
         from .search.samplers import PRUNERS, SAMPLERS  # here, not at the top: only a search imports Optuna
 
         one_of("search.sampler", self.sampler, SAMPLERS)

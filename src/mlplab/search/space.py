@@ -7,6 +7,7 @@ hidden layers) rebuild ``model.sizes``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -35,6 +36,40 @@ def suggest(trial: optuna.Trial, space: dict[str, Any]) -> dict[str, Any]:
         else:
             values[key] = trial.suggest_categorical(key, list(spec["choices"]))
     return values
+
+
+def check_space(base, space: dict[str, Any]) -> None:
+    """Before any trial: every key of the space is a training config key (or model.width / model.depth), and
+    every value it can sample — each categorical choice, each end of a range — makes a training config the
+    schema accepts, alone or with some values of the other keys (``optimizer=sgdm`` needs a momentum the space
+    may supply), so a study never fails trial by trial on a value it should have refused at once."""
+    check_keys(base, space)
+    for key, spec in space.items():
+        others = [(k, _candidates(s)) for k, s in space.items() if k != key]
+        for value in _candidates(spec):
+            refused = _refusal(base, {key: value})
+            combinations = itertools.islice(itertools.product(*(c for _, c in others)), MAX_COMBINATIONS)
+            if refused and all(_refusal(base, {key: value, **dict(zip((k for k, _ in others), combination))})
+                               for combination in combinations):
+                raise ConfigError(f"search.space.{key} can sample {value!r}, which training refuses: {refused}")
+
+
+MAX_COMBINATIONS = 256  # of the other keys' values tried with a value refused alone
+
+
+def _candidates(spec: dict[str, Any]) -> list:
+    return list(spec["choices"]) if spec["type"] == "categorical" else [spec["low"], spec["high"]]
+
+
+def _refusal(base, values: dict[str, Any]) -> str:
+    """Why the training schema refuses ``base`` with ``values``, or "" if it accepts it."""
+    try:
+        apply(base, values)
+    except ConfigError as error:
+        return str(error)
+    except Exception as error:  # noqa: BLE001 - OmegaConf's type errors: a value of the wrong type
+        return str(error).splitlines()[0]
+    return ""
 
 
 def check_keys(base, space: dict[str, Any]) -> None:

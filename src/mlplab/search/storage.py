@@ -137,6 +137,15 @@ def stored_study_attr(study: optuna.Study, key: str) -> Any:
     return study._storage.get_study_user_attrs(study._study_id).get(key)
 
 
+def join(study: optuna.Study, url: str, study_name: str) -> tuple[int, int]:
+    """(this worker's number among all that ever joined the study, on any host or rerun; the trials it held
+    then): what a worker's sampler stream is derived from."""
+    with budget_lock(url, f"{study_name}.workers"):
+        number = stored_study_attr(study, "workers_joined") or 0
+        study.set_user_attr("workers_joined", number + 1)
+        return number, len(study.get_trials(deepcopy=False))
+
+
 def fail_stale_trials(study: optuna.Study) -> None:
     """A dead worker's trial (no heartbeat for the grace period): FAIL, and retried once."""
     if heartbeat_enabled(study):

@@ -32,8 +32,8 @@ from ..training.loop import Pruned, train
 from ..training.recorder import NoRecorder
 from ..training.result import summary_line
 from .samplers import make_pruner, make_sampler
-from .space import apply, budget, check_keys, suggest
-from .storage import (INTERRUPTED, budget_lock, counted, fail_stale_trials, heartbeat, heartbeat_enabled,
+from .space import apply, budget, check_space, suggest
+from .storage import (INTERRUPTED, budget_lock, counted, fail_stale_trials, heartbeat, heartbeat_enabled, join,
                       make_storage, storage_url, stored_study_attr)
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -92,13 +92,8 @@ def objective(result, metric: str) -> float:
 
 
 def run_trial(study: optuna.Study, trial: optuna.Trial, ctx: Context) -> None:
-    values = suggest(trial, ctx.search.space)
-    cfg = apply(ctx.base, values)
-    cfg.trainer.evaluate_test = False  # selection on validation only; the test set waits for the best
-    cfg.trainer.checkpoint = False
-    overrides = [f"{k}={v}" for k, v in values.items()]
-    recorder = (MlflowRecorder(cfg, overrides, ctx.parent_run_id, ctx.study_name, trial.number)
-                if ctx.parent_run_id else NoRecorder())
+    """One trial, told COMPLETE, PRUNED or FAIL whatever happens — also when its sampled values are refused."""
+    state, value, overrides, recorder = optuna.trial.TrialState.FAIL, None, [], NoRecorder()
 
     def report(metrics) -> None:
         value = metrics.val_accuracy if ctx.search.metric == "val_accuracy" else metrics.val_loss
@@ -106,8 +101,14 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, ctx: Context) -> None:
         if trial.should_prune():
             raise Pruned(f"pruned by {ctx.search.pruner} after epoch {metrics.epoch} ({ctx.search.metric} {value:.4f})")
 
-    state, value = optuna.trial.TrialState.FAIL, None
     try:
+        values = suggest(trial, ctx.search.space)
+        overrides = [f"{k}={v}" for k, v in values.items()]
+        cfg = apply(ctx.base, values)
+        cfg.trainer.evaluate_test = False  # selection on validation only; the test set waits for the best
+        cfg.trainer.checkpoint = False
+        if ctx.parent_run_id:
+            recorder = MlflowRecorder(cfg, overrides, ctx.parent_run_id, ctx.study_name, trial.number)
         with heartbeat(study, trial, ctx.search.heartbeat_seconds):
             result = train(cfg, ctx.out_dir / f"trial_{trial.number:04d}", quiet=True, on_epoch=report, recorder=recorder)
         if result.status in ("finished", "early_stopped"):
@@ -129,7 +130,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, ctx: Context) -> None:
     finally:
         tell(study, trial, value if state == optuna.trial.TrialState.COMPLETE else None, state)
         if recorder.run_id:
-            records.tag_trial_run(cfg.tracking, recorder.run_id, trial.number, state.name)
+            records.tag_trial_run(ctx.base.tracking, recorder.run_id, trial.number, state.name)
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, value: Optional[float], state) -> None:
@@ -143,10 +144,12 @@ def tell(study: optuna.Study, trial: optuna.Trial, value: Optional[float], state
 
 
 def worker(ctx: Context) -> None:
-    """Run trials until the study has n_trials (or the deadline passes)."""
+    """Run trials until the study has n_trials (or the deadline passes), from a sampler stream of its own."""
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][worker][%(levelname)s] - %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(ctx)
+    number, trials_before = join(study, storage_url(ctx.search), ctx.study_name)
+    study.sampler = make_sampler(ctx.search, number, trials_before)
     while (trial := next_trial(study, ctx)) is not None:
         run_trial(study, trial, ctx)
 
@@ -173,7 +176,10 @@ def open_parent_run(ctx: Context, study: optuna.Study) -> Optional[str]:
 def run_study(base, search, out_dir: Path) -> dict[str, Any]:
     """Run ``search`` (a ``config.SearchConfig``) over the training config ``base``: ``search.workers``
     processes on this machine share the study; then the summary (and the best configuration retrained)."""
-    check_keys(base, search.space)
+    check_space(base, search.space)
+    if not base.data.validation_size:
+        raise ConfigError("data.validation_size=0 leaves a search nothing to choose on: keep a validation split, "
+                          "e.g. data.validation_size=10000")
     study_name = search.study_name or search.name
     deadline = time.time() + search.timeout if search.timeout else None
     ctx = Context(base, search, study_name, out_dir, None, deadline)
