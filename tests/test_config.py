@@ -101,6 +101,15 @@ def test_presets_carry_nielsens_settings(tiny_config):
     ("data.classes=[3,12]", "classes are 0..9"),
     ("data.fraction=0", "data.fraction=0.0 must lie in (0, 1]"),
     ("trainer.device=tpu", "trainer.device='tpu' is not known"),
+    ("optimizer.lr=inf", "optimizer.lr=inf must be > 0 and finite"),
+    ("optimizer.lr=nan", "optimizer.lr=nan must be > 0 and finite"),
+    ("regularization.l2=inf", "regularization.l2=inf must be >= 0 and finite"),
+    ("model.leaky_slope=inf", "model.leaky_slope=inf must be >= 0 and finite"),
+    ("optimizer.betas=[2,0.5]", "optimizer.betas=[2.0, 0.5] must be two numbers in [0, 1)"),
+    ("optimizer.betas=[0.9]", "optimizer.betas=[0.9] must be two numbers in [0, 1)"),
+    ("optimizer.eps=-1", "optimizer.eps=-1.0 must be > 0 and finite"),
+    ("trainer.seed=-1", "trainer.seed=-1 must lie in 0..2^63-1"),
+    ("trainer.seed=100000000000000000000", "trainer.seed=100000000000000000000 must lie in 0..2^63-1"),
 ])
 def test_out_of_range_values_fail_before_training_in_one_line(tiny_config, override, fragment):
     with pytest.raises(ConfigError) as error:

@@ -10,6 +10,7 @@ one there is all it takes.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -102,7 +103,7 @@ class ModelConfig:
         require(all(s > 0 for s in self.sizes), f"model.sizes={self.sizes}: every layer size must be positive")
         one_of("model.activation", self.activation, ACTIVATIONS)
         one_of("model.output", self.output, ("auto", *OUTPUTS))
-        require(self.leaky_slope >= 0, f"model.leaky_slope={self.leaky_slope} must be >= 0")
+        require(0 <= self.leaky_slope < math.inf, f"model.leaky_slope={self.leaky_slope} must be >= 0 and finite")
 
 
 @dataclass
@@ -130,8 +131,8 @@ class RegularizationConfig:
     dropout: float = 0.0  # probability of dropping a hidden unit while training
 
     def __post_init__(self) -> None:
-        require(self.l2 >= 0, f"regularization.l2={self.l2} must be >= 0")
-        require(self.l1 >= 0, f"regularization.l1={self.l1} must be >= 0")
+        require(0 <= self.l2 < math.inf, f"regularization.l2={self.l2} must be >= 0 and finite")
+        require(0 <= self.l1 < math.inf, f"regularization.l1={self.l1} must be >= 0 and finite")
         require(0.0 <= self.dropout < 1.0, f"regularization.dropout={self.dropout} must lie in [0, 1)")
 
 
@@ -145,7 +146,10 @@ class OptimizerConfig:
 
     def __post_init__(self) -> None:
         one_of("optimizer.name", self.name, OPTIMIZERS)
-        require(self.lr > 0, f"optimizer.lr={self.lr} must be > 0, e.g. optimizer.lr=0.1")
+        require(0 < self.lr < math.inf, f"optimizer.lr={self.lr} must be > 0 and finite, e.g. optimizer.lr=0.1")
+        require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+                f"optimizer.betas={list(self.betas)} must be two numbers in [0, 1), e.g. optimizer.betas=[0.9,0.999]")
+        require(0 < self.eps < math.inf, f"optimizer.eps={self.eps} must be > 0 and finite, e.g. optimizer.eps=1e-8")
         require(0.0 <= self.momentum < 1.0, f"optimizer.momentum={self.momentum} must lie in [0, 1)")
         if self.name in ("sgdm", "nesterov"):
             require(self.momentum > 0, f"optimizer={self.name} needs optimizer.momentum > 0, e.g. 0.9")
@@ -188,6 +192,7 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, f"trainer.epochs={self.epochs} must be >= 1")
+        require(0 <= self.seed < 2**63, f"trainer.seed={self.seed} must lie in 0..2^63-1 (what torch's generators take)")
         require(self.batch_size >= 1, f"trainer.batch_size={self.batch_size} must be >= 1")
         one_of("trainer.device", self.device, DEVICES)
         one_of("trainer.engine", self.engine, ENGINES)
