@@ -72,14 +72,15 @@ class RetryingClient:
 def client_for(uri: str) -> RetryingClient:
     """A client whose store exists: a new sqlite store's schema is created once, under a file lock; a server
     must answer first (MLflow itself retries an unreachable one for ~4 minutes)."""
-    from mlflow.tracking import MlflowClient
-
     db = _sqlite_path(uri)
-    if db is None:
+    if db is None:  # checked before MLflow is imported (seconds): a server that is not there is said at once
         if uri.startswith(("http://", "https://")):
             _check_reachable(uri)
         elif uri.startswith(("postgresql", "mysql", "mssql")):
             _check_database(uri)
+    from mlflow.tracking import MlflowClient
+
+    if db is None:
         try:
             return RetryingClient(MlflowClient(uri))
         except Exception as error:  # noqa: BLE001 - MLflow's message lists every scheme it knows, over lines
@@ -113,14 +114,15 @@ def _create_store(db: Path) -> None:
 
 
 CONNECT_TIMEOUT_S = 10  # a database host that drops packets fails in seconds, not at the kernel's TCP timeout
+CHECK_TIMEOUT_S = 5  # before a run starts: a reachable server answers in milliseconds, so say so soon
 
 
-def engine_options(url: str) -> dict:
+def engine_options(url: str, connect_timeout: int = CONNECT_TIMEOUT_S) -> dict:
     """SQLAlchemy engine options for a storage URL: liveness checks, and libpq's connect_timeout for
     PostgreSQL unless the URL sets its own."""
     options: dict = {"pool_pre_ping": True}
     if url.startswith("postgresql") and "connect_timeout=" not in url:
-        options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+        options["connect_args"] = {"connect_timeout": connect_timeout}
     return options
 
 
@@ -130,7 +132,7 @@ def _check_database(uri: str) -> None:
     import sqlalchemy
 
     try:
-        engine = sqlalchemy.create_engine(uri, **engine_options(uri))
+        engine = sqlalchemy.create_engine(uri, **engine_options(uri, CHECK_TIMEOUT_S))
         try:
             engine.connect().close()
         finally:
@@ -140,7 +142,7 @@ def _check_database(uri: str) -> None:
                             "it or fix tracking.uri; tracking=local needs no server") from None
 
 
-def _check_reachable(uri: str, timeout_s: float = 10) -> None:
+def _check_reachable(uri: str, timeout_s: float = CHECK_TIMEOUT_S) -> None:
     """One request, no retries: any HTTP answer will do, no answer is the user's to fix."""
     import requests
 
