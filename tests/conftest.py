@@ -25,14 +25,17 @@ def data_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def keep_the_project_store_clean(tmp_path_factory):
-    """Any run a test records without naming a store lands in a throw-away one, never in mlruns/."""
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    """Any run a test records without naming a store lands in a throw-away one, never in mlruns/; the data
+    cache is the session's own."""
+    previous = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLPLAB_CACHE")}
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path_factory.mktemp('default-store') / 'mlflow.db'}"
+    os.environ["MLPLAB_CACHE"] = str(tmp_path_factory.mktemp("mlplab-cache"))  # unpacked copies, checksums
     yield
-    if previous is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = previous
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

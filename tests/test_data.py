@@ -16,7 +16,7 @@ CPU = torch.device("cpu")
 
 
 def config(root, **changes) -> DataConfig:
-    return replace(DataConfig(root=str(root), validation_size=100, download=False), **changes)
+    return replace(DataConfig(root=None if root is None else str(root), validation_size=100, download=False), **changes)
 
 
 def rows_as_set(x: torch.Tensor) -> set[bytes]:
@@ -88,20 +88,55 @@ def test_standardize_gives_training_data_zero_mean_unit_std(data_root):
     assert splits.train.x.std().item() == pytest.approx(1.0, rel=1e-4)
 
 
-def test_gz_files_in_the_root_itself_are_found(tmp_path):
-    write_idx_gz(tmp_path, seed=3)
-    splits = data_module.load(config(tmp_path, name="mnist"), CPU)
+def listing(folder) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def test_gz_files_in_the_root_itself_are_found_and_unpacked_into_the_cache_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLPLAB_CACHE", str(tmp_path / "cache"))
+    write_idx_gz(tmp_path / "root", seed=3)
+    before = listing(tmp_path / "root")
+    splits = data_module.load(config(tmp_path / "root", name="mnist"), CPU)
     assert len(splits.test) == N_TEST
-    assert (tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
+    assert splits.source.is_relative_to(tmp_path / "cache") and (splits.source / "t10k-images-idx3-ubyte").is_file()
+    idx.checksum(splits.source)
+    assert listing(tmp_path / "root") == before  # nothing written into the user's folder
 
 
-def test_system_package_folder_is_used_when_the_root_is_empty(tmp_path, monkeypatch, data_root):
+def test_system_package_folder_is_used_when_no_root_is_given(tmp_path, monkeypatch, data_root):
     system = tmp_path / "usr-share"
     shutil.copytree(data_root / "FashionMNIST" / "raw", system, ignore=shutil.ignore_patterns("*ubyte"))
     fashion = idx.DATASETS["fashion_mnist"]
     monkeypatch.setitem(idx.DATASETS, "fashion_mnist", replace(fashion, system_dir=system))
-    splits = data_module.load(config(tmp_path / "root"), CPU)
+    monkeypatch.setenv("MLPLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLPLAB_DATA", raising=False)
+    splits = data_module.load(config(None), CPU)
     assert len(splits.train) == N_TRAIN - 100
+    assert splits.source == tmp_path / "cache" / "FashionMNIST" / "raw"
+
+
+def test_an_explicit_empty_root_is_not_swapped_for_the_system_copy(tmp_path, monkeypatch, data_root):
+    fashion = idx.DATASETS["fashion_mnist"]
+    monkeypatch.setitem(idx.DATASETS, "fashion_mnist", replace(fashion, system_dir=data_root / "FashionMNIST" / "raw"))
+    with pytest.raises(DataError, match=r"Fashion-MNIST not found under .*leave data.root unset to use"):
+        data_module.load(config(tmp_path / "empty"), CPU)
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_a_partial_set_in_the_users_root_is_an_error_naming_the_missing_files(tmp_path, data_root, suffix):
+    raw = tmp_path / "root" / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    # the .gz files as given, or their unpacked copies
+    source = data_root / "FashionMNIST" / "raw" if suffix else data_module.load(config(data_root), CPU).source
+    for name in idx.IDX_FILES[:2]:
+        shutil.copy(source / f"{name}{suffix}", raw)
+    before = listing(tmp_path / "root")
+    with pytest.raises(DataError) as error:
+        data_module.load(config(tmp_path / "root"), CPU)
+    message = str(error.value)
+    assert f"{raw} holds only train-images-idx3-ubyte{suffix}, train-labels-idx1-ubyte{suffix}" in message
+    assert f"put t10k-images-idx3-ubyte{suffix}, t10k-labels-idx1-ubyte{suffix}" in message
+    assert listing(tmp_path / "root") == before  # not overwritten, not completed from elsewhere
 
 
 def test_missing_data_error_names_its_remedy(tmp_path, monkeypatch):
@@ -121,8 +156,8 @@ def test_missing_mnist_names_where_to_put_the_files(tmp_path):
 
 
 def test_decompressed_files_match_the_gz_source(data_root):
-    data_module.load(config(data_root), CPU)
+    unpacked = data_module.load(config(data_root), CPU).source
     raw = data_root / "FashionMNIST" / "raw"
     for name in idx.IDX_FILES:
         with gzip.open(raw / f"{name}.gz", "rb") as packed:
-            assert packed.read() == (raw / name).read_bytes()
+            assert packed.read() == (unpacked / name).read_bytes()

@@ -12,14 +12,14 @@ import argparse
 import dataclasses
 import json
 import logging
-import signal
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from mlplab.apps.hydra_app import EXIT_SIGINT, EXIT_SIGTERM, Terminated, on_sigterm  # noqa: E402
+from mlplab import interrupts  # noqa: E402
+from mlplab.apps.hydra_app import EXIT_SIGINT, EXIT_SIGTERM  # noqa: E402
 from report import Report  # noqa: E402
 from study import Settings, Study  # noqa: E402
 
@@ -54,11 +54,10 @@ def main(argv: list[str] | None = None) -> Path:
 
 if __name__ == "__main__":
     # Ctrl-C and SIGTERM end every open run KILLED (a background job inherits SIGINT ignored: re-arm it).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, on_sigterm)
+    interrupts.install()
     try:
         main()
-    except Terminated:
+    except interrupts.Terminated:
         sys.exit(EXIT_SIGTERM)
     except KeyboardInterrupt:
         sys.exit(EXIT_SIGINT)

@@ -24,10 +24,17 @@ def write_atomic(path: Path, write: Callable[[Path], object]) -> Path:
     try:
         write(partial)
         os.replace(partial, path)
+    except OSError as error:  # said of the file the user knows, not of its temporary name
+        partial.unlink(missing_ok=True)
+        raise type(error)(error.errno, error.strerror, str(path)) from error
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     return path
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    return write_atomic(path, lambda partial: partial.write_bytes(data))
 
 
 def write_text(path: Path, text: str) -> Path:

@@ -11,29 +11,16 @@ from __future__ import annotations
 
 import functools
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..errors import MlplabError
+from .. import interrupts
+from ..errors import MlplabError, debugging, is_write_failure
 from ..masking import MaskingStream, mask_secrets
 from ..paths import CONF_DIR
 
-EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 2, 130, 143
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, delivered like Ctrl-C so every ``except KeyboardInterrupt`` cleans up the same way."""
-
-
-def on_sigterm(signum, frame):
-    raise Terminated()
-
-
-def debugging() -> bool:
-    """MLPLAB_DEBUG set to anything but empty or 0: show tracebacks."""
-    return os.environ.get("MLPLAB_DEBUG", "") not in ("", "0")
+EXIT_DIVERGED, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 1, 2, 130, 143
 
 
 def explain(error: BaseException) -> str:
@@ -49,6 +36,10 @@ def _explain(error: BaseException) -> str:
 
     if isinstance(error, MlplabError):
         return str(error)
+    if is_write_failure(error):  # a full disk or an unwritable folder, met outside the places that say more
+        where = f" {error.filename}" if error.filename else ""
+        return (f"cannot write{where} ({error.strerror}): free space on that disk or fix its permissions, "
+                "or write elsewhere (hydra.run.dir=…, tracking.uri=…)")
     if isinstance(error, MissingConfigException):
         missing = (error.missing_cfg_file or "").strip("/")
         group, _, option = missing.rpartition("/")
@@ -132,10 +123,7 @@ def run_hydra_app(task: Callable, config_name: str, schema: Optional[type] = Non
     if schema is not None:
         ConfigStore.instance().store(group="schema", name=config_name, node=schema, package="_global_")
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let exceptions reach ``explain`` instead of Hydra's report
-    signal.signal(signal.SIGTERM, on_sigterm)
-    # A job started in the background by a script inherits SIGINT ignored; an explicit SIGINT must still
-    # end its run KILLED with exit 130.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupts.install()
     sys.stdout, sys.stderr = MaskingStream(sys.stdout), MaskingStream(sys.stderr)  # printed configs, logs, errors
     app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(
         _fail_fast_in_single_runs(task))
@@ -147,7 +135,7 @@ def run_hydra_app(task: Callable, config_name: str, schema: Optional[type] = Non
             if on_abort is not None:
                 on_abort("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
             raise
-    except Terminated:
+    except interrupts.Terminated:
         print(f"{prog}: terminated (SIGTERM)", file=sys.stderr)
         sys.exit(EXIT_SIGTERM)
     except KeyboardInterrupt:

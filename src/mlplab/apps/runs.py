@@ -3,6 +3,8 @@
     mlplab-runs                                  # the default experiment, best final validation accuracy first
     mlplab-runs -e assignment6-q2 -m test_accuracy -n 10
     mlplab-runs --rerun <run id>                 # train again from the logged config (same seed, same data)
+    mlplab-runs --close-stale                    # end the runs whose process died (kill -9, OOM) on this host
+    mlplab-runs --close-stale --other-hosts-after 6   # and other hosts' runs not heard of for 6 hours
 """
 
 from __future__ import annotations
@@ -14,17 +16,21 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from .. import interrupts
 from ..config import TrainConfig
+from ..errors import MlplabError, debugging
 from ..masking import mask_secrets
 from ..tracking.recorder import SELECTION_METRIC, MlflowRecorder
+from ..tracking import liveness
 from ..tracking.store import client_for, default_uri
 from ..training.loop import train
 from ..training.result import summary_line
+from .hydra_app import explain
 
 NOISY_PARAMS = ("tracking.", "trainer.progress", "trainer.resume", "data.root")  # never what tells runs apart
 
 
-class RunsError(RuntimeError):
+class RunsError(MlplabError):
     pass
 
 
@@ -107,13 +113,34 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--kind", default="train", choices=("train", "sweep"), help="training runs or sweep parents")
     parser.add_argument("--rerun", metavar="RUN_ID", help="train again from this run's logged config")
     parser.add_argument("--out", type=Path, default=Path("outputs"), help="where a rerun's job folder goes")
+    parser.add_argument("--close-stale", action="store_true",
+                        help="end KILLED (status=process_lost) the RUNNING runs whose process has died on this host")
+    parser.add_argument("--other-hosts-after", type=float, metavar="HOURS",
+                        help="with --close-stale: also other hosts' RUNNING runs not heard of for HOURS")
     args = parser.parse_args(argv)
+    if args.other_hosts_after is not None and (not args.close_stale or args.other_hosts_after <= 0):
+        parser.error("--other-hosts-after needs --close-stale and a number of hours > 0, e.g. --other-hosts-after 6")
     uri = args.uri or default_uri()
+    interrupts.install()
     try:
-        if args.rerun:
+        if args.close_stale:
+            print(close_stale(uri, args.other_hosts_after))
+        elif args.rerun:
             print(rerun(uri, args.rerun, args.out))
         else:
             print(list_runs(uri, args.experiment, args.metric, args.limit, args.kind))
-    except RunsError as error:
-        print(f"mlplab-runs: error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("mlplab-runs: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as error:  # noqa: BLE001 - every error ends in one line (or a traceback when debugging)
+        if debugging():
+            raise
+        print(f"mlplab-runs: error: {explain(error)}", file=sys.stderr)
         sys.exit(2)
+
+
+def close_stale(uri: str, other_hosts_after_hours: Optional[float]) -> str:
+    after_s = other_hosts_after_hours * 3600 if other_hosts_after_hours is not None else None
+    lost = liveness.close_stale(client_for(uri), after_s)
+    lines = [f"{run.run_id}  {run.run_name[:40]}  (pid {run.pid} on {run.host})" for run in lost]
+    return "\n".join([*lines, f"ended {len(lost)} run(s) KILLED with status={liveness.LOST}"])

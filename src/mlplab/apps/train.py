@@ -3,13 +3,14 @@ their MLflow runs the children of the sweep's)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
 from ..tracking.sweep import close_open_sweeps, recorder_for
 from ..training.loop import train
 from ..training.result import summary_line
-from .hydra_app import hydra_job, in_multirun, run_hydra_app
+from .hydra_app import EXIT_DIVERGED, hydra_job, in_multirun, run_hydra_app
 
 
 def task(cfg) -> Optional[float]:
@@ -22,6 +23,10 @@ def task(cfg) -> Optional[float]:
                             job_num=hydra_cfg.job.num if multirun else None)
     result = train(typed, out_dir, quiet=multirun, recorder=recorder)
     print(summary_line(typed, result, out_dir), flush=True)
+    if result.status == "diverged" and not multirun:  # a result, not a success: scripts must see it
+        print(f"{Path(sys.argv[0]).name}: error: training diverged ({result.detail}): lower optimizer.lr "
+              f"(now {typed.optimizer.lr:g}) or use a schedule", file=sys.stderr)
+        raise SystemExit(EXIT_DIVERGED)
     return result.val_accuracy  # what a sweep optimises
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import os
+import socket
 import threading
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,6 +25,22 @@ from ..paths import MLRUNS
 from ..tracking.store import engine_options
 
 INTERRUPTED = "interrupted"  # user attr of a trial stopped by Ctrl-C/SIGTERM: it does not use up the budget
+WORKER = "worker"  # user attr: host:pid of the process running the trial
+
+
+def this_worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def fail_trials_of(study: optuna.Study, worker: str) -> set[int]:
+    """FAIL the trials a dead worker (``host:pid``) left RUNNING; their numbers."""
+    failed = set()
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if trial.user_attrs.get(WORKER) == worker:
+            study._storage.set_trial_user_attr(trial._trial_id, "failure", f"worker {worker} died")
+            study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+            failed.add(trial.number)
+    return failed
 
 
 def default_storage() -> str:

@@ -13,6 +13,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -21,6 +26,7 @@ from typing import Any, Optional
 import optuna
 from omegaconf import OmegaConf
 
+from .. import interrupts
 from ..errors import ConfigError
 from ..figures.study import study_figures
 from ..files import write_text
@@ -33,12 +39,13 @@ from ..training.recorder import NoRecorder
 from ..training.result import summary_line
 from .samplers import make_pruner, make_sampler
 from .space import apply, budget, check_space, suggest
-from .storage import (INTERRUPTED, budget_lock, counted, fail_stale_trials, heartbeat, heartbeat_enabled, join,
-                      make_storage, storage_url, stored_study_attr)
+from .storage import (INTERRUPTED, WORKER, budget_lock, counted, fail_stale_trials, fail_trials_of, heartbeat,
+                      heartbeat_enabled, join, make_storage, storage_url, stored_study_attr, this_worker)
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 log = logging.getLogger("mlplab")
 PARENT_ATTR = "mlflow_parent_run_id"  # the study's user attribute naming its MLflow parent run
+STOP_GRACE_S = 10  # Ctrl-C / SIGTERM: how long workers get to close their trials before they are killed
 
 
 @dataclasses.dataclass
@@ -102,6 +109,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, ctx: Context) -> None:
             raise Pruned(f"pruned by {ctx.search.pruner} after epoch {metrics.epoch} ({ctx.search.metric} {value:.4f})")
 
     try:
+        trial.set_user_attr(WORKER, this_worker())  # so that its death can be pinned on it at once
         values = suggest(trial, ctx.search.space)
         overrides = [f"{k}={v}" for k, v in values.items()]
         cfg = apply(ctx.base, values)
@@ -154,6 +162,63 @@ def worker(ctx: Context) -> None:
         run_trial(study, trial, ctx)
 
 
+def worker_process(ctx: Context) -> None:
+    """A spawned worker: ends quietly (exit 130) when stopped, its running trial told FAIL and its run KILLED."""
+    interrupts.install(once=True)
+    try:
+        worker(ctx)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as error:  # noqa: BLE001 - one line in the log; the parent says the rest
+        log.error("worker %s stopped: %s: %s", this_worker(), type(error).__name__, error)
+        sys.exit(1)
+
+
+def run_workers(ctx: Context, study: optuna.Study) -> None:
+    """``search.workers`` processes on this machine. One that dies (kill -9, the OOM killer) has its trial
+    failed and its run ended at once; Ctrl-C or SIGTERM stops them all within ``STOP_GRACE_S``."""
+    spawn = multiprocessing.get_context("spawn")
+    processes = [spawn.Process(target=worker_process, args=(ctx,), name=f"search-worker-{i}")
+                 for i in range(ctx.search.workers)]
+    for process in processes:
+        process.start()
+    running = list(processes)
+    try:
+        while running:
+            ended = multiprocessing.connection.wait([p.sentinel for p in running])
+            for process in [p for p in running if p.sentinel in ended]:
+                process.join()
+                running.remove(process)
+                if process.exitcode != 0:
+                    lost_worker(ctx, study, process)
+    except KeyboardInterrupt:
+        stop_workers(ctx, study, running)
+        raise
+
+
+def stop_workers(ctx: Context, study: optuna.Study, processes: list) -> None:
+    for process in processes:
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+        lost_worker(ctx, study, process)
+
+
+def lost_worker(ctx: Context, study: optuna.Study, process) -> None:
+    """A worker's trials still RUNNING after it ended: FAIL, and their MLflow runs KILLED (``worker_lost``)."""
+    failed = fail_trials_of(study, f"{socket.gethostname()}:{process.pid}")
+    if failed:
+        log.warning("worker pid %d ended (exit %s) during trial %s: failed, its run ended KILLED", process.pid,
+                    process.exitcode, ", ".join(map(str, sorted(failed))))
+        if ctx.parent_run_id:
+            records.close_lost_trial_runs(ctx.base.tracking, ctx.parent_run_id, failed)
+
+
 # ---- the study as a whole ------------------------------------------------------------------------------
 
 def open_parent_run(ctx: Context, study: optuna.Study) -> Optional[str]:
@@ -190,12 +255,7 @@ def run_study(base, search, out_dir: Path) -> dict[str, Any]:
         if search.workers == 1:
             worker(ctx)
         else:
-            spawn = multiprocessing.get_context("spawn")
-            processes = [spawn.Process(target=worker, args=(ctx,), name=f"search-worker-{i}") for i in range(search.workers)]
-            for process in processes:
-                process.start()
-            for process in processes:
-                process.join()
+            run_workers(ctx, study)
         summary = summarize(study, ctx)
         status = "FINISHED"
         return summary

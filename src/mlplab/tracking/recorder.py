@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from .. import interrupts
+from . import liveness
 from ..data.idx import checksum
 from ..masking import mask_secrets
 from ..training.result import describe
@@ -80,27 +82,51 @@ class MlflowRecorder:
     def flush(self, tags: Optional[dict] = None) -> None:
         """One synchronous write for everything buffered (and ``tags``). (MLflow's async writer thread
         competes with training for 2 cores and the GIL: it measured ~1.2 s slower over a 30-epoch run.)"""
-        self.run.log_batch(self.pending_metrics, tags)
+        self.run.log_batch(self.pending_metrics, {**(tags or {}), **liveness.alive_tag()})
         self.pending_metrics, self.last_flush = [], time.monotonic()
 
     def end(self, result, out_dir: Path, outcome) -> None:
-        status = RUN_STATUS[result.status]
-        tags = {"status": result.status}
-        if result.detail:
-            tags["status_detail"] = result.detail
-        model = None
+        """The artifacts and the model first, then the status they allow: FINISHED only when everything a
+        completed run promises was written. A failure or a signal while logging them ends the run FAILED or
+        KILLED with the reason; the closing writes themselves are never cut short by a signal."""
+        model, failure = None, None
         try:
+            self._log_artifacts(result, out_dir, outcome)
+            if self.cfg.tracking.log_model and result.completed and outcome.net is not None and outcome.splits is not None:
+                model = self._log_model(outcome.net, outcome.splits)
+        except BaseException as error:
+            failure = error
+            if result.completed:
+                result.end_by(error, "while logging the run's artifacts")
+        with interrupts.deferred():
             try:
-                self._log_artifacts(result, out_dir, outcome)
-                wanted = self.cfg.tracking.log_model and status == "FINISHED"
-                if wanted and outcome.net is not None and outcome.splits is not None:
-                    model = self._log_model(outcome.net, outcome.splits)
-                    tags["model_uri"] = model.model_uri
-            finally:  # the metrics are written whatever became of the artifacts
+                if failure is not None:
+                    self._fail_unfinished_models()
+                tags = {"status": result.status, **({"status_detail": result.detail} if result.detail else {}),
+                        **({"model_uri": model.model_uri} if model is not None else {})}
                 self.pending_metrics += final_metrics(result, model.model_id if model is not None else None)
                 self.flush(tags)
-        finally:
-            self.run.close(status)  # also when logging failed: never left RUNNING
+            except Exception as error:  # noqa: BLE001 - the run is closed below all the same, never FINISHED
+                failure = failure or error
+                if result.completed:
+                    result.end_by(error, "while writing the run's metrics")
+            finally:
+                self.run.close(RUN_STATUS[result.status])
+        if failure is not None:  # a model or artifact MLflow could not write is said like the client's failures
+            said = self.run.client.cannot_write(failure)
+            if said is None:
+                raise failure
+            raise said from failure
+
+    def _fail_unfinished_models(self) -> None:
+        """A model whose logging was cut short stays PENDING in MLflow: say FAILED instead."""
+        from mlflow.entities import LoggedModelStatus
+
+        client = self.run.client
+        for model in client.search_logged_models(experiment_ids=[self.run.experiment_id],
+                                                 filter_string=f"source_run_id = '{self.run_id}'"):
+            if model.status == LoggedModelStatus.PENDING:
+                client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
 
     def _log_artifacts(self, result, out_dir: Path, outcome) -> None:
         from omegaconf import OmegaConf
@@ -142,6 +168,9 @@ class MlflowRecorder:
         with torch.inference_mode():
             signature = infer_signature(example, net(torch.from_numpy(example)).numpy())
         mlflow.set_tracking_uri(resolve_uri(self.cfg.tracking))
+        # The model goes to the run's experiment, under the store's artifact root: MLflow would otherwise
+        # put it in the active (by default the "Default") experiment, under the cwd of its creation.
+        mlflow.set_experiment(experiment_id=self.run.experiment_id)
         # Its warning about pickle is for models from strangers; this one is ours, loaded by our own code.
         logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
         # Explicit requirements: inferring them costs ~6 s a model. Pickle format loads with mlplab installed.

@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
+from ..keys import dotted
 from ..masking import mask_secrets
+from . import liveness
 from ..paths import PROJECT_ROOT
 from .store import RetryingClient, client_for, experiment_id, resolve_uri
 
@@ -22,16 +24,9 @@ RUN_STATUS = {"finished": "FINISHED", "early_stopped": "FINISHED", "diverged": "
               "killed": "KILLED", "pruned": "KILLED"}
 
 
-def flatten(config: dict, prefix: str = "") -> dict[str, str]:
+def flatten(config: dict) -> dict[str, str]:
     """``{"optimizer": {"lr": 0.1}}`` → ``{"optimizer.lr": "0.1"}``, secrets masked, cut to MLflow's limit."""
-    flat: dict[str, str] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = mask_secrets(str(value))[:MAX_PARAM_CHARS]
-    return flat
+    return {key: mask_secrets(str(value))[:MAX_PARAM_CHARS] for key, value in dotted(config).items()}
 
 
 @functools.lru_cache(maxsize=1)
@@ -69,8 +64,15 @@ def now_ms() -> int:
 
 
 class TrackedRun:
-    def __init__(self, client: Optional[RetryingClient] = None, run_id: Optional[str] = None):
-        self.client, self.run_id = client, run_id
+    def __init__(self, client: Optional[RetryingClient] = None, run_id: Optional[str] = None,
+                 experiment_id: Optional[str] = None):
+        self.client, self.run_id, self._experiment_id = client, run_id, experiment_id
+
+    @property
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            self._experiment_id = self.client.get_run(self.run_id).info.experiment_id
+        return self._experiment_id
 
     @classmethod
     def open(cls, tracking, name: str, tags: dict[str, str]) -> "TrackedRun":
@@ -78,8 +80,10 @@ class TrackedRun:
         it and must close it: whatever it logs next may fail."""
         uri = resolve_uri(tracking)
         client = client_for(uri)
-        run = client.create_run(experiment_id(client, tracking.experiment, uri), run_name=name[:250], tags=tags)
-        return cls(client, run.info.run_id)
+        liveness.close_stale_once(client)
+        experiment = experiment_id(client, tracking.experiment, uri)
+        run = client.create_run(experiment, run_name=name[:250], tags={**tags, **liveness.where_tags()})
+        return cls(client, run.info.run_id, experiment)
 
     def log_config(self, config: Any) -> None:
         """A config dataclass, flattened, as the run's params."""

@@ -15,7 +15,7 @@ from typing import Optional
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # this harness never phones home
 
-from ..errors import TrackingError  # noqa: E402
+from ..errors import TrackingError, debugging, is_write_failure  # noqa: E402
 from ..files import write_atomic  # noqa: E402
 from ..masking import mask_secrets  # noqa: E402
 from ..paths import MLRUNS  # noqa: E402
@@ -40,13 +40,27 @@ def artifact_location(uri: str) -> Optional[str]:
     return (db.parent / "artifacts").as_uri() if db else None
 
 
+STORE_FULL = ("database or disk is full", "readonly database", "No space left on device", "disk I/O error")
+
+
 class RetryingClient:
-    """An MlflowClient whose calls wait out sqlite's 'database is locked' (parallel jobs, one file)."""
+    """An MlflowClient whose calls wait out sqlite's 'database is locked' (parallel jobs, one file), and whose
+    failures to write (a full disk, a read-only store) are one ``TrackingError`` line."""
 
     ATTEMPTS, FIRST_DELAY_S = 8, 0.05
 
-    def __init__(self, client):
-        self._client = client
+    def __init__(self, client, uri: str = ""):
+        self._client, self._uri = client, uri
+
+    def cannot_write(self, error: BaseException) -> Optional[TrackingError]:
+        if is_write_failure(error):
+            reason = f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+        elif any(text in str(error) for text in STORE_FULL):
+            reason = next(text for text in STORE_FULL if text in str(error))
+        else:
+            return None
+        return TrackingError(f"cannot write the MLflow store {mask_secrets(self._uri)} ({reason}): free space or fix "
+                             "its permissions, or set tracking.uri elsewhere (tracking=off records nothing)")
 
     def __getattr__(self, name: str):
         attribute = getattr(self._client, name)
@@ -60,6 +74,8 @@ class RetryingClient:
                 try:
                     return attribute(*args, **kwargs)
                 except Exception as error:  # noqa: BLE001 - only lock contention is retried
+                    if (said := self.cannot_write(error)) is not None:
+                        raise said from error
                     if "database is locked" not in str(error) or attempt == self.ATTEMPTS - 1:
                         raise
                     time.sleep(delay)
@@ -81,13 +97,15 @@ def client_for(uri: str) -> RetryingClient:
     from mlflow.tracking import MlflowClient
 
     if db is None:
+        quiet_mlflow()
         try:
-            return RetryingClient(MlflowClient(uri))
+            return RetryingClient(MlflowClient(uri), uri)
         except Exception as error:  # noqa: BLE001 - MLflow's message lists every scheme it knows, over lines
             raise TrackingError(f"tracking.uri={mask_secrets(uri)} is not a store MLflow can open: use "
                                 "sqlite:////absolute/path/mlflow.db, http://host:port, or tracking=off") from error
     # The schema migration of a new store logs at INFO on stderr: the user asked for a run, not for that.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    quiet_mlflow()
     try:
         db.parent.mkdir(parents=True, exist_ok=True)
         with open(db.with_suffix(".lock"), "w") as lock:
@@ -99,7 +117,19 @@ def client_for(uri: str) -> RetryingClient:
     except OSError as error:
         raise TrackingError(f"cannot write the MLflow store {db} ({error.strerror}): "
                             "fix its permissions or set tracking.uri / tracking=off") from error
-    return RetryingClient(client)
+    except Exception as error:  # noqa: BLE001 - e.g. sqlite's "file is not a database"
+        if "not a database" not in str(error) and "malformed" not in str(error):
+            raise
+        raise TrackingError(f"{db} is not an MLflow store (sqlite says: file is not a database): point tracking.uri "
+                            "(mlplab-runs --uri) at an MLflow sqlite store, or at a new file") from error
+    return RetryingClient(client, uri)
+
+
+def quiet_mlflow() -> None:
+    """MLflow logs every failed write at ERROR with its traceback (65–700 lines for a full disk); mlplab says
+    it in one line instead. ``MLPLAB_DEBUG=1`` keeps MLflow's own logs."""
+    if not debugging():
+        logging.getLogger("mlflow").setLevel(logging.CRITICAL)
 
 
 def _create_store(db: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from . import liveness
 from .run import TrackedRun, now_ms, provenance
 from .store import client_for, resolve_uri
 
@@ -24,7 +25,9 @@ def existing(tracking, run_id: str) -> TrackedRun:
 def reopen(tracking, run_id: str) -> TrackedRun:
     """A study's parent run again, RUNNING while the study goes on."""
     run = existing(tracking, run_id)
+    liveness.close_stale_once(run.client)  # first: a parent whose last process was killed is among them
     run.client.update_run(run_id, status="RUNNING")
+    run.set_tags(liveness.where_tags())  # this process carries it on
     return run
 
 

@@ -28,14 +28,14 @@ from tqdm import tqdm
 
 from ..data.augment import random_variants
 from ..data.batches import mini_batches
+from ..data.idx import checksum
 from ..data.splits import Splits, load
 from ..errors import ConfigError
-from ..files import write_atomic
 from ..nn import initializers
 from ..nn.costs import COSTS
 from ..nn.model import build
 from ..nn.regularization import WeightPenalty
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint, save_tensors
 from .device import resolve_device
 from .diagnostics import diagnostic_batch, slowdown
 from .engines import make_engine
@@ -52,6 +52,8 @@ EpochHook = Callable[[EpochMetrics], None]
 class Pruned(Exception):
     """Raised by an epoch-end callback (a search's pruner) to stop a run that is not worth finishing."""
 
+    status = "pruned"
+
 
 class Stop(Exception):
     """Ends training before the last epoch; the weights trained so far are kept."""
@@ -67,28 +69,17 @@ def train(cfg, out_dir: Path, *, quiet: bool = False, on_epoch: Optional[EpochHo
     (a pruner raises ``Pruned`` from it); ``splits`` replaces loading ``cfg.data``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     job = Job(cfg, out_dir, recorder or NoRecorder(), [on_epoch] if on_epoch else [], splits, quiet)
-    result = job.result
     try:
         with torch_threads(cfg.trainer):
             job.recorder.start()
-            result.mlflow_run_id = job.recorder.run_id
+            job.result.mlflow_run_id = job.recorder.run_id
             job.run()
-    except KeyboardInterrupt:
-        result.end("killed", "interrupted (SIGINT/SIGTERM)")
+    except BaseException as error:
+        job.result.end_by(error)
+        job.close(stopped_by=error)
         raise
-    except Pruned as pruned:
-        result.end("pruned", str(pruned))
-        raise
-    except Exception as error:
-        result.end("failed", f"{type(error).__name__}: {error}")
-        raise
-    finally:
-        try:
-            result.write(out_dir)
-        finally:  # the run is closed even when result.json could not be written
-            if job.recorder.run_id is not None:
-                job.recorder.end(result, out_dir, job.outcome())
-    return result
+    job.close()
+    return job.result
 
 
 @contextlib.contextmanager
@@ -120,8 +111,34 @@ class Job:
         self.prepare()
         status, detail = self.fit()
         self.finish(diverged=status == "diverged")
-        write_atomic(self.out_dir / "model.pt", lambda partial: torch.save(self.net.state_dict(), partial))
+        save_tensors(self.out_dir / "model.pt", self.net.state_dict())
         self.result.end(status, detail)
+
+    def close(self, stopped_by: Optional[BaseException] = None) -> None:
+        """``result.json``, then the recorder's end, whatever stopped the job. Either may fail (a full disk, a
+        signal): a completed job then ends failed or killed, and its run is closed all the same. The first such
+        error is raised when nothing else stopped the job."""
+        failures: list[BaseException] = []
+        written = None
+        try:
+            self.result.write(self.out_dir)
+            written = self.result.status
+        except BaseException as error:
+            failures.append(error)
+            if self.result.completed:
+                self.result.end_by(error, "writing result.json")
+        if self.recorder.run_id is not None:
+            try:
+                self.recorder.end(self.result, self.out_dir, self.outcome())
+            except BaseException as error:
+                failures.append(error)
+        if written is not None and written != self.result.status:  # the closing failed after result.json
+            with contextlib.suppress(Exception):
+                self.result.write(self.out_dir)
+        if failures and stopped_by is None:
+            raise failures[0]
+        for error in failures:  # what stopped the job is the one line the user sees; these are its consequences
+            log.debug("while closing the run: %s: %s", type(error).__name__, error)
 
     # ---- before the first epoch -------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -151,9 +168,10 @@ class Job:
 
         self.history: list[dict] = []
         self.best_state, self.first_epoch = None, 1
+        self.data_sha256 = checksum(self.splits.source) if t.checkpoint or t.resume else ""  # what a resume must match
         if t.resume:
             state = load_checkpoint(Path(t.resume), self.net, self.optimizer, self.schedule, self.shuffle,
-                                    cfg.model.sizes)
+                                    asdict(cfg), self.data_sha256)
             self.history, self.best_state, self.first_epoch = state["history"], state["best_state"], state["epoch"] + 1
             self.result.validation_checks = state["validation_checks"]
         self.result.history = self.history
@@ -248,7 +266,8 @@ class Job:
 
     def save_checkpoint(self, metrics: EpochMetrics) -> None:
         save_checkpoint(self.out_dir / "checkpoint.pt", self.net, self.optimizer, self.schedule, self.shuffle,
-                        metrics.epoch, self.history, self.best_state, self.result.validation_checks)
+                        metrics.epoch, self.history, self.best_state, self.result.validation_checks,
+                        asdict(self.cfg), self.data_sha256)
 
     def stopping_rules(self, metrics: EpochMetrics) -> None:
         patience = self.cfg.trainer.early_stopping_patience

@@ -51,7 +51,9 @@ class Recorder(Protocol):
         """A validation every ``trainer.validate_every`` images: images_seen, val_loss, val_accuracy."""
 
     def end(self, result: Result, out_dir: Path, outcome: Outcome) -> None:
-        """Called once, whatever the ending, after ``result.json`` was written (if it could be)."""
+        """Called once, whatever the ending, after ``result.json`` was written (if it could be). When what the
+        run promises cannot be recorded (a full disk, a signal), it ends ``result`` failed or killed, closes
+        the run so, and raises that error."""
 
 
 class NoRecorder:

@@ -57,6 +57,20 @@ class Result:
     def end(self, status: str, detail: str = "") -> None:
         self.status, self.detail = status, detail
 
+    @property
+    def completed(self) -> bool:
+        """Trained to the end (or stopped early on purpose): what a FINISHED run must be."""
+        return self.status in ("finished", "early_stopped")
+
+    def end_by(self, error: BaseException, during: str = "") -> None:
+        """The ending ``error`` makes: killed by a signal, pruned by a pruner (its ``status``), else failed."""
+        if isinstance(error, KeyboardInterrupt):
+            status, detail = "killed", "interrupted (SIGINT/SIGTERM)"
+        else:
+            status = getattr(error, "status", "failed")
+            detail = str(error) if status != "failed" else f"{type(error).__name__}: {error}"
+        self.end(status, f"{detail} ({during})" if during else detail)
+
 
 def epoch_line(m: EpochMetrics, epochs: int) -> str:
     line = (f"epoch {m.epoch:>3}/{epochs}  lr {m.lr:.4g}  train loss {m.train_loss:.4f} "

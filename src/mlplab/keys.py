@@ -1,0 +1,17 @@
+"""Nested configs as dotted keys: ``{"optimizer": {"lr": 0.1}}`` → ``{"optimizer.lr": 0.1}``, the form in which
+overrides, MLflow params and a checkpoint's recorded config name them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def dotted(config: dict, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(dotted(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
