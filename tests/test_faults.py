@@ -360,8 +360,8 @@ def a_search_that_cannot_work(env: Env) -> None:
 def sigterm_to_a_parallel_search(env: Env) -> None:
     process = env.start("mlplab-search", env.search_args("search=q2_lr", "search.workers=2", "search.n_trials=8",
                                                          "search.pruner=none", "trainer.epochs=100000"))
-    wait_for(lambda: len(list((env.tmp / "search").glob("trial_*"))) >= 2, process, timeout=180)
-    time.sleep(1.0)
+    # both trials' runs exist (a signal before a run is made leaves none to end)
+    wait_for(lambda: len(env.runs("RUNNING")) >= 3, process, timeout=180)
     signalled = time.monotonic()
     process.send_signal(signal.SIGTERM)
     ended = finish(process)
@@ -389,12 +389,17 @@ def kill9_to_a_search_worker(env: Env) -> None:
 
     wait_for(lambda: any("worker" in t.user_attrs for t in running()), process, timeout=180)
     victim = next(t for t in running() if "worker" in t.user_attrs)
+    wait_for(lambda: any(r.data.tags.get("job_num") == str(victim.number) for r in env.runs()), process)
     os.kill(int(victim.user_attrs["worker"].rpartition(":")[2]), signal.SIGKILL)
     study = optuna.load_study(study_name="q2_lr", storage=storage)
     wait_for(lambda: study.trials[victim.number].state == optuna.trial.TrialState.FAIL, process, timeout=10)
     assert process.poll() is None  # found at once, by the search still running
-    lost = [r for r in env.runs() if r.data.tags.get("job_num") == str(victim.number)]
-    assert lost and lost[0].info.status == "KILLED" and lost[0].data.tags["status"] == "worker_lost"
+
+    def lost() -> list:
+        return [r for r in env.runs("KILLED") if r.data.tags.get("job_num") == str(victim.number)]
+
+    wait_for(lambda: bool(lost()), process, timeout=10)  # its run ended next, by the same search
+    assert lost()[0].data.tags["status"] == "worker_lost"
     process.send_signal(signal.SIGTERM)
     finish(process)
     no_run_running(env)

@@ -192,7 +192,8 @@ def run_workers(ctx: Context, study: optuna.Study) -> None:
                 if process.exitcode != 0:
                     lost_worker(ctx, study, process)
     except KeyboardInterrupt:
-        stop_workers(ctx, study, running)
+        with interrupts.deferred():  # a second signal must not leave the workers running on their own
+            stop_workers(ctx, study, running)
         raise
 
 

@@ -103,8 +103,6 @@ def client_for(uri: str) -> RetryingClient:
         except Exception as error:  # noqa: BLE001 - MLflow's message lists every scheme it knows, over lines
             raise TrackingError(f"tracking.uri={mask_secrets(uri)} is not a store MLflow can open: use "
                                 "sqlite:////absolute/path/mlflow.db, http://host:port, or tracking=off") from error
-    # The schema migration of a new store logs at INFO on stderr: the user asked for a run, not for that.
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     quiet_mlflow()
     try:
         db.parent.mkdir(parents=True, exist_ok=True)
@@ -130,6 +128,8 @@ def quiet_mlflow() -> None:
     it in one line instead. ``MLPLAB_DEBUG=1`` keeps MLflow's own logs."""
     if not debugging():
         logging.getLogger("mlflow").setLevel(logging.CRITICAL)
+    # The schema migration of a new store logs at INFO on stderr: the user asked for a run, not for that.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING if debugging() else logging.CRITICAL)
 
 
 def _create_store(db: Path) -> None:
