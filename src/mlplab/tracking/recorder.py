@@ -8,6 +8,7 @@ happens, the run is closed FINISHED, FAILED or KILLED — never left RUNNING.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -99,9 +100,10 @@ class MlflowRecorder:
             if result.completed:
                 result.end_by(error, "while logging the run's artifacts")
         with interrupts.deferred():
-            try:
-                if failure is not None:
+            if failure is not None:
+                with contextlib.suppress(Exception):  # the store may be what failed: the status matters more
                     self._fail_unfinished_models()
+            try:
                 tags = {"status": result.status, **({"status_detail": result.detail} if result.detail else {}),
                         **({"model_uri": model.model_uri} if model is not None else {})}
                 self.pending_metrics += final_metrics(result, model.model_id if model is not None else None)

@@ -87,8 +87,8 @@ def load_checkpoint(path: Path, net: MLP, optimizer: torch.optim.Optimizer, sche
 
 def read_checkpoint(path: Path) -> dict:
     """The checkpoint's contents, or one line saying why ``path`` is not a checkpoint to resume from. (torch's
-    own message for a file that is not plain data advises ``weights_only=False``, which would run whatever code
-    the file holds: never that.)"""
+    own message for a file that is not plain data advises turning ``weights_only`` off, which would run whatever
+    code the file holds: never that.)"""
     fix = "resume from the checkpoint.pt of a job run with trainer.checkpoint=true"
     if not path.is_file():
         raise ConfigError(f"trainer.resume={path}: no such checkpoint file: {fix}")
