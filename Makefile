@@ -28,7 +28,8 @@ bench-augment: setup
 assignment6: setup
 	.venv/bin/python experiments/assignment6/run.py $(ARGS)
 
-# A 50-trial study whose workers are killed at random, then both stores checked for consistency.
+# A 50-trial study whose workers are killed at random (also while a run closes; one on a full tmpfs), then both
+# stores checked for consistency.
 bench-soak: setup
 	.venv/bin/python bench/soak_search.py $(ARGS)
 

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -33,6 +34,7 @@ from mlplab.search.storage import counted
 
 SEARCH = Path(sys.executable).parent / "mlplab-search"
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # counted() reads retry attrs
 SIGNALS = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
 
 
@@ -170,7 +172,9 @@ def check(storage, mlflow_uri, trials, kills, processes, seconds, folder, full_d
         f"counted trials == {trials}": counted(study) == trials,
         "no trial RUNNING": states["RUNNING"] == 0,
         "no MLflow run RUNNING": statuses["RUNNING"] == 0,
-        "no run FINISHED without its model": not [r for r in runs if r.info.status == "FINISHED" and "model_uri" not in r.data.tags],
+        "no training run FINISHED without its model": not [
+            r for r in runs if r.info.status == "FINISHED" and r.data.tags.get("mlplab.kind") == "train"
+            and "model_uri" not in r.data.tags],
         # a worker killed between asking for a trial and starting its run leaves a trial without one
         "every trial that trained has an MLflow run": {t.number for t in study.trials if t.intermediate_values} <= trial_runs,
     }

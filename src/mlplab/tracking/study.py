@@ -66,4 +66,6 @@ def record_study(parent: TrackedRun, summary: dict[str, Any], figures: Sequence[
 
 def close_study_run(tracking, run_id: Optional[str], status: str) -> None:
     if run_id:
-        existing(tracking, run_id).close(status)
+        run = existing(tracking, run_id)
+        run.set_tags({"status": status.lower()})  # a resumed parent may carry an earlier ending's tag
+        run.close(status)
