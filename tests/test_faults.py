@@ -78,6 +78,11 @@ class Env:
         return subprocess.Popen([str(script(command)), *args], cwd=self.tmp, env=self.env(), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 
+    def study(self) -> optuna.Study:
+        """The row's study, from its journal file."""
+        journal = optuna.storages.journal.JournalFileBackend(str(self.tmp / "optuna.journal"))
+        return optuna.load_study(study_name="q2_lr", storage=optuna.storages.JournalStorage(journal))
+
     def runs(self, status: str | None = None) -> list:
         client = self.client()
         experiments = [e.experiment_id for e in client.search_experiments()]
@@ -256,8 +261,7 @@ def parallel_workers_and_a_continuation_repeat_no_trial(env: Env) -> None:
     assert first.returncode == 0, first.stderr
     again = env.run("mlplab-search", env.search_args(*common, "search.n_trials=9"))
     assert again.returncode == 0, again.stderr
-    study = optuna.load_study(study_name="q2_lr", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(env.tmp / "optuna.journal"))))
+    study = env.study()
     values = [tuple(sorted(t.params.items())) for t in study.trials]
     assert len(values) == 9 and len(set(values)) == 9, values
 
@@ -369,8 +373,7 @@ def sigterm_to_a_parallel_search(env: Env) -> None:
     ended = finish(process)
     assert time.monotonic() - signalled < STOP_WITHIN_S
     assert ended.returncode == 143, ended.stderr
-    study = optuna.load_study(study_name="q2_lr", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(env.tmp / "optuna.journal"))))
+    study = env.study()
     assert {t.state for t in study.trials} == {optuna.trial.TrialState.FAIL}, [t.state for t in study.trials]
     trials = [r for r in env.runs() if r.data.tags.get("mlplab.kind") == "train"]
     assert len(trials) == 2 and {r.info.status for r in trials} == {"KILLED"}
@@ -380,20 +383,18 @@ def sigterm_to_a_parallel_search(env: Env) -> None:
 def kill9_to_a_search_worker(env: Env) -> None:
     process = env.start("mlplab-search", env.search_args("search=q2_lr", "search.workers=2", "search.n_trials=3",
                                                          "search.pruner=none", "trainer.epochs=100000"))
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(env.tmp / "optuna.journal")))
 
     def running() -> list:
         try:
-            return optuna.load_study(study_name="q2_lr", storage=storage).get_trials(
-                states=(optuna.trial.TrialState.RUNNING,))
-        except KeyError:
+            return env.study().get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        except KeyError:  # no study yet
             return []
 
     wait_for(lambda: any("worker" in t.user_attrs for t in running()), process, timeout=180)
     victim = next(t for t in running() if "worker" in t.user_attrs)
     wait_for(lambda: any(r.data.tags.get("job_num") == str(victim.number) for r in env.runs()), process)
     os.kill(int(victim.user_attrs["worker"].rpartition(":")[2]), signal.SIGKILL)
-    study = optuna.load_study(study_name="q2_lr", storage=storage)
+    study = env.study()
     wait_for(lambda: study.trials[victim.number].state == optuna.trial.TrialState.FAIL, process, timeout=10)
     assert process.poll() is None  # found at once, by the search still running
 

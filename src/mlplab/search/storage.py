@@ -28,8 +28,9 @@ INTERRUPTED = "interrupted"  # user attr of a trial stopped by Ctrl-C/SIGTERM: i
 WORKER = "worker"  # user attr: host:pid of the process running the trial
 
 
-def this_worker() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def this_worker(pid: int | None = None) -> str:
+    """``host:pid`` of this process, or of the worker process ``pid`` it started on this host."""
+    return f"{socket.gethostname()}:{pid or os.getpid()}"
 
 
 def fail_trials_of(study: optuna.Study, worker: str) -> set[int]:

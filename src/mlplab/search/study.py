@@ -16,7 +16,6 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
-import socket
 import sys
 import time
 import warnings
@@ -212,7 +211,7 @@ def stop_workers(ctx: Context, study: optuna.Study, processes: list) -> None:
 
 def lost_worker(ctx: Context, study: optuna.Study, process) -> None:
     """A worker's trials still RUNNING after it ended: FAIL, and their MLflow runs KILLED (``worker_lost``)."""
-    failed = fail_trials_of(study, f"{socket.gethostname()}:{process.pid}")
+    failed = fail_trials_of(study, this_worker(process.pid))
     if failed:
         log.warning("worker pid %d ended (exit %s) during trial %s: failed, its run ended KILLED", process.pid,
                     process.exitcode, ", ".join(map(str, sorted(failed))))
