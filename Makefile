@@ -1,5 +1,5 @@
 # The two commands of the README, plus the benchmark. Each target sets itself up first (idempotently).
-.PHONY: setup train test bench bench-tracking bench-search bench-engines bench-augment bench-soak assignment6 ui
+.PHONY: setup train test tracking-server slurm-cluster bench bench-tracking bench-search bench-engines bench-augment bench-soak bench-population bench-slurm assignment6 ui
 
 setup:
 	@scripts/setup.sh
@@ -21,6 +21,14 @@ bench-tracking: setup
 bench-engines: setup
 	.venv/bin/python bench/engine_speed.py $(ARGS)
 
+# A sweep as a population against one job after another and against joblib; the gain with K and width; memory.
+bench-population: setup
+	.venv/bin/python bench/population_speed.py $(ARGS)
+
+# SLURM's cost on one node: per job (submission → start → first epoch) and a 16-job sweep against joblib.
+bench-slurm: setup
+	.venv/bin/python bench/slurm_overhead.py $(ARGS)
+
 bench-augment: setup
 	.venv/bin/python bench/augment_cost.py $(ARGS)
 
@@ -39,3 +47,12 @@ bench-search: setup
 # The MLflow UI over the project's store, on http://127.0.0.1:5000 (loopback only).
 ui: setup
 	.venv/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+# MLflow's server as jobs on a cluster share it (artifacts uploaded through it); here over the project store.
+# ARGS='--backend-store-uri postgresql://… --host …' for a cluster (scripts/tracking-server.sh).
+tracking-server: setup
+	scripts/tracking-server.sh $(ARGS)
+
+# A throw-away one-node SLURM cluster on this machine (as root): ARGS=start|status|stop (scripts/slurm-cluster.sh).
+slurm-cluster:
+	scripts/slurm-cluster.sh $(or $(ARGS),status)

@@ -31,6 +31,15 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   fi
 fi
 
+# SLURM, munge and MariaDB, for the tests' throw-away cluster (scripts/slurm-cluster.sh starts and stops it).
+if ! command -v slurmctld >/dev/null 2>&1 || ! command -v mariadbd >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    scripts/slurm-cluster.sh install
+  else
+    echo "setup: note: SLURM is missing and apt-get cannot run here; the cluster tests will be skipped" >&2
+  fi
+fi
+
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $("$PYTHON" --version)"

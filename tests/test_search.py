@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from helpers.configs import tiny_overrides
-from helpers.console import CONSOLE_SCRIPT, run_cli, signal_when
+from helpers.console import CONSOLE_SCRIPT, collect, run_cli, signal_when
 from mlplab.paths import CONF_DIR
 from mlplab.apps.hydra_app import explain
 from mlplab.errors import ConfigError
@@ -160,6 +160,24 @@ def grid(folder: Path, rates: list[float]) -> list[str]:
     return search_file(folder / "conf", "test_grid", {"optimizer.lr": {"type": "categorical", "choices": rates}},
                        sampler="grid", pruner="none")
 
+def test_a_batch_of_trials_trains_as_one_population_with_the_values_of_one_at_a_time(search_setup, mlflow_uri, tmp_path):
+    rates = [0.01, 0.1, 0.5, 1.0, 3.0]
+    values = {}
+    for batch in (1, 4):
+        base, search = search_setup(*grid(tmp_path, rates), f"search.n_trials={len(rates)}", "search.final_test=false",
+                                    f"search.batch={batch}", f"search.study_name=batch{batch}", "trainer.epochs=2")
+        run_study(base, search, tmp_path / f"out{batch}")
+        trials = study_of(search, tmp_path).trials
+        assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+        values[batch] = {t.params["optimizer.lr"]: t.value for t in trials}
+    assert values[4] == values[1]  # the population's members are the trials run alone
+    client = client_for(mlflow_uri)
+    experiment = client.get_experiment_by_name("tests").experiment_id
+    members = client.search_runs([experiment], "tags.population_size = '4'")
+    assert len(members) == 4 and len({r.data.tags["population"] for r in members}) == 1
+    assert all(r.data.tags["trial_state"] == "COMPLETE" for r in members)
+
+
 def test_grid_sampler_covers_exactly_the_listed_values(search_setup, tmp_path):
     rates = [0.001, 0.01, 0.1, 1.0]
     base, search = search_setup(*grid(tmp_path, rates), f"search.n_trials={len(rates)}", "search.final_test=false")
@@ -300,7 +318,7 @@ def test_ctrl_c_then_the_same_command_completes_the_study_to_n_trials(data_root,
             [e.experiment_id for e in client.search_experiments()], "tags.job_num = '1'"):
         time.sleep(0.05)  # until trial 1's run exists: a signal before it would leave no run to be KILLED
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=300)
+    _, stderr = collect(process, timeout=300)
     assert process.returncode == 130, stderr
     rerun = subprocess.run([*command, "trainer.epochs=2", f"hydra.run.dir={tmp_path / 'second'}"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=600)

@@ -8,10 +8,7 @@ import hashlib
 import json
 import math
 import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -21,6 +18,7 @@ import torch
 from helpers.configs import tiny_overrides
 from helpers.console import CONSOLE_SCRIPT, run_cli, signal_when
 from helpers.postgres import postgres_server, server_binaries
+from helpers.servers import tracking_server
 
 from mlplab.data.idx import IDX_FILES
 from mlplab.nn.model import build as build_model
@@ -270,38 +268,11 @@ def test_a_rerun_from_the_record_reproduces_the_run_exactly(tiny_config, mlflow_
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(mlflow_uri, tmp_path):
     """`mlflow server` over the test store on a free 127.0.0.1 port, stopped when the test ends."""
-    port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", mlflow_uri,
-         "--artifacts-destination", str(tmp_path / "served-artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise RuntimeError("mlflow server did not start")
-                time.sleep(0.5)
+    with tracking_server(mlflow_uri, tmp_path / "served-artifacts") as url:
         yield url
-    finally:
-        import os
-
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def test_runs_are_found_through_a_tracking_servers_rest_api(tiny_config, mlflow_uri, mlflow_server, tmp_path):

@@ -34,6 +34,7 @@ from mlplab.tracking.store import client_for, resolve_uri
 from mlplab.tracking.run import recorded_run
 from mlplab.training.evaluate import confusion_counts, evaluate, predict
 from mlplab.training.loop import train
+from mlplab.training.population import groups, population_key, train_population
 
 log = logging.getLogger("mlplab.assignment6")
 EXPERIMENT = "assignment6"
@@ -140,17 +141,41 @@ class Study:
 
     def job(self, label: str, overrides: list[str], parent: str, section: str, test: bool = False) -> dict:
         """One tracked training run; returns what the manifest keeps about it."""
-        overrides = list(overrides) + [f"trainer.evaluate_test={str(test).lower()}"] + self.settings.common()
-        cfg = compose(overrides)
-        cfg.tracking.run_name = f"{section}: {label}"
-        out_dir = self.settings.out_dir / section / f"{len(self.manifest.sections.get(section, {}).get('runs', [])):02d}"
-        recorder = MlflowRecorder(cfg, overrides, parent_run_id=parent)
-        result = train(cfg, out_dir, quiet=True, splits=self.splits(cfg.data), recorder=recorder)
-        self.client.set_tag(recorder.run_id, "assignment6.label", label)
-        log.info("%s / %s: %s val %.4f", section, label, result.status, result.val_accuracy or float("nan"))
-        entry = {"label": label, "run_id": recorder.run_id, "out_dir": str(out_dir), "overrides": overrides}
-        self.manifest.sections.setdefault(section, {"runs": []})["runs"].append(entry)
-        return entry
+        return self.jobs([(label, overrides)], parent, section, test)[0]
+
+    def jobs(self, specs: list[tuple[str, list[str]]], parent: str, section: str, test: bool = False) -> list[dict]:
+        """Tracked training runs, (label, overrides) each: those that share a shape train together as one
+        population (``training/population.py``: the same results as one after another, sooner), the others
+        alone. Returns what the manifest keeps about each, in the order given."""
+        runs = self.manifest.sections.setdefault(section, {"runs": []})["runs"]
+        planned = []
+        for label, overrides in specs:
+            overrides = list(overrides) + [f"trainer.evaluate_test={str(test).lower()}"] + self.settings.common()
+            cfg = compose(overrides)
+            cfg.tracking.run_name = f"{section}: {label}"
+            entry = {"label": label, "run_id": None, "out_dir": str(self.settings.out_dir / section / f"{len(runs):02d}"),
+                     "overrides": overrides}
+            runs.append(entry)
+            planned.append((cfg, entry))
+        for rows in groups([population_key(cfg) for cfg, _ in planned], max_members=len(planned)):
+            group = [planned[row] for row in rows]
+            cfgs, entries = [cfg for cfg, _ in group], [entry for _, entry in group]
+            tags = ({"population": f"{section}:{','.join(Path(e['out_dir']).name for e in entries)}",
+                     "population_size": str(len(group))} if len(group) > 1 else {})
+            recorders = [MlflowRecorder(cfg, entry["overrides"], parent_run_id=parent, tags=tags)
+                         for cfg, entry in group]
+            splits = self.splits(cfgs[0].data)
+            if len(group) > 1:
+                results = [member.result for member in train_population(
+                    cfgs, [Path(e["out_dir"]) for e in entries], recorders=recorders, splits=splits)]
+            else:
+                results = [train(cfgs[0], Path(entries[0]["out_dir"]), quiet=True, splits=splits, recorder=recorders[0])]
+            for entry, recorder, result in zip(entries, recorders, results):
+                entry["run_id"] = recorder.run_id
+                self.client.set_tag(recorder.run_id, "assignment6.label", entry["label"])
+                log.info("%s / %s: %s val %.4f%s", section, entry["label"], result.status,
+                         result.val_accuracy or float("nan"), f" (population of {len(group)})" if len(group) > 1 else "")
+        return [entry for _, entry in planned]
 
     @staticmethod
     def trained(entry: dict) -> tuple[TrainConfig, MLP]:
@@ -236,16 +261,16 @@ class Study:
     def slowdown(self) -> None:
         """Learning slowdown: quadratic cost with large weights against cross-entropy and a scaled start."""
         with self.section("slowdown", "learning slowdown") as parent:
-            for label, overrides in SLOWDOWN.items():
-                self.job(label, SLOWDOWN_BASE + overrides + self.settings.epochs(10), parent.run_id, "slowdown")
+            self.jobs([(label, SLOWDOWN_BASE + overrides + self.settings.epochs(10)) for label, overrides in SLOWDOWN.items()],
+                      parent.run_id, "slowdown")
         self.manifest.sections["slowdown"]["parent"] = parent.run_id
 
     def q2(self) -> None:
         """The shallow network over the learning rates, an Optuna study over rate and width, a tuned run;
         the model with the best validation accuracy is tested once."""
         with self.section("q2", "shallow network, learning rate") as parent:
-            grid = [self.job(f"η = {lr:g}", Q2_BASE + [f"optimizer.lr={lr}"] + self.settings.epochs(30), parent.run_id, "q2")
-                    for lr in self.settings.q2_rates]
+            grid = self.jobs([(f"η = {lr:g}", Q2_BASE + [f"optimizer.lr={lr}"] + self.settings.epochs(30))
+                              for lr in self.settings.q2_rates], parent.run_id, "q2")
             self.manifest.sections["q2"]["grid"] = [entry["run_id"] for entry in grid]
             tuned = self.job("tuned: 1000 hidden units, cosine schedule from η = 0.7, 50 epochs, best epoch kept",
                              Q2_TUNED + (self.settings.epochs(60) if self.settings.fast else []), parent.run_id, "q2")
@@ -273,11 +298,11 @@ class Study:
     def q3(self) -> None:
         """Ablation: each improvement alone on the Q2 network, then all together; best on validation, tested once."""
         with self.section("q3", "improvements") as parent:
-            entries = [self.job(label, Q2_BASE + overrides + self.settings.epochs(30), parent.run_id, "q3")
-                       for label, overrides in Q3_VARIANTS.items()]
+            entries = self.jobs([(label, Q2_BASE + overrides + self.settings.epochs(30))
+                                 for label, overrides in Q3_VARIANTS.items()], parent.run_id, "q3")
             fast = ["model.sizes=[784,256,256,10]", "data.expand=false"] + self.settings.epochs(40) if self.settings.fast else []
-            members = [self.job(f"all together, seed {seed}", Q3_FINAL + [f"trainer.seed={seed}"] + fast, parent.run_id, "q3")
-                       for seed in Q3_SEEDS]
+            members = self.jobs([(f"all together, seed {seed}", Q3_FINAL + [f"trainer.seed={seed}"] + fast)
+                                 for seed in Q3_SEEDS], parent.run_id, "q3")
             entries += members + [self.side_by_side(members, parent.run_id, "q3")]
             self.manifest.sections["q3"]["chosen"] = self.test_once(self.best_on_validation(entries))
         self.manifest.sections["q3"]["parent"] = parent.run_id
@@ -286,9 +311,8 @@ class Study:
         """Nielsen's chapter 1 and chapter 3 runs, on MNIST where its files exist, else on Fashion-MNIST."""
         dataset = "mnist" if self._has_mnist() else "fashion_mnist"
         with self.section("nielsen", f"Nielsen's runs on {dataset}") as parent:
-            for preset, epochs in (("nielsen_ch1", 30), ("nielsen_ch3", 30)):
-                self.job(preset, [f"experiment={preset}", f"data={dataset}", "trainer.engine=seed"] + self.settings.epochs(epochs),
-                         parent.run_id, "nielsen", test=True)
+            self.jobs([(preset, [f"experiment={preset}", f"data={dataset}", "trainer.engine=seed"] + self.settings.epochs(epochs))
+                       for preset, epochs in (("nielsen_ch1", 30), ("nielsen_ch3", 30))], parent.run_id, "nielsen", test=True)
         self.manifest.sections["nielsen"].update({"parent": parent.run_id, "dataset": dataset})
 
     def _has_mnist(self) -> bool:

@@ -236,6 +236,23 @@ SPACE_TYPES = ("float", "int", "categorical")
 
 
 @dataclass
+class SlurmJobsConfig:
+    """What each SLURM job of a study's workers asks for (``search.executor=slurm``); as hydra/launcher=slurm's."""
+
+    partition: Optional[str] = None  # None: the cluster's default partition
+    cpus_per_task: int = 2
+    mem_gb: int = 4
+    timeout_min: int = 240  # per worker job: it runs trials until the study has n_trials
+    setup: Optional[list[str]] = None  # lines run before the worker; None: activate this command's environment
+    additional_parameters: dict[str, Any] = field(default_factory=dict)  # more sbatch options, e.g. {account: …}
+
+    def __post_init__(self) -> None:
+        require(self.cpus_per_task >= 1, f"search.slurm.cpus_per_task={self.cpus_per_task} must be >= 1")
+        require(self.mem_gb >= 1, f"search.slurm.mem_gb={self.mem_gb} must be >= 1")
+        require(self.timeout_min >= 1, f"search.slurm.timeout_min={self.timeout_min} must be >= 1")
+
+
+@dataclass
 class SearchConfig:
     name: str = "search"
     # config key → {type: float|int|categorical, low, high, log, step, choices}. Besides any training key,
@@ -254,7 +271,10 @@ class SearchConfig:
     min_epochs: int = 1  # successive halving / hyperband: the smallest budget
     storage: Optional[str] = None  # None: sqlite:///<project>/mlruns/optuna.db; or a journal file / PostgreSQL URL
     study_name: Optional[str] = None  # None: the search's name
-    workers: int = 1  # worker processes on this machine
+    workers: int = 1  # worker processes (on this machine, or SLURM jobs with executor=slurm)
+    executor: str = "local"  # local: the workers are processes here; slurm: SLURM jobs sharing the storage
+    slurm: SlurmJobsConfig = field(default_factory=SlurmJobsConfig)
+    batch: int = 1  # trials each worker asks at once and trains as one population (those sharing a shape)
     heartbeat_seconds: int = 10  # RDB storages: a trial silent for 2× this is stale, failed and retried
     final_test: bool = True  # retrain the best configuration once and evaluate it on the test set
     write_experiment: bool = True  # write search_<study>.yaml for `mlplab-train experiment=…`
@@ -263,10 +283,12 @@ class SearchConfig:
     def __post_init__(self) -> None:
         require(self.n_trials >= 1, f"search.n_trials={self.n_trials} must be >= 1")
         require(self.workers >= 1, f"search.workers={self.workers} must be >= 1")
+        require(self.batch >= 1, f"search.batch={self.batch} must be >= 1 (1: one trial at a time)")
         require(self.startup_trials is None or self.startup_trials >= 1, "search.startup_trials must be >= 1 (or null)")
         require(self.heartbeat_seconds >= 1, f"search.heartbeat_seconds={self.heartbeat_seconds} must be >= 1")
         require(self.timeout is None or self.timeout > 0, "search.timeout must be > 0 seconds (or null)")
         one_of("search.direction", self.direction, ("maximize", "minimize"))
+        one_of("search.executor", self.executor, ("local", "slurm"))
         one_of("search.metric", self.metric, ("val_accuracy", "val_loss"))
         wanted = "maximize" if self.metric == "val_accuracy" else "minimize"
         require(self.direction == wanted, f"search.metric={self.metric} with search.direction={self.direction} would "

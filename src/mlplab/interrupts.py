@@ -9,6 +9,7 @@ held signal is delivered as soon as the writes are done.
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import signal
 import threading
 from typing import Iterator
@@ -33,7 +34,10 @@ def _once(signum, frame):
 def install(once: bool = False) -> None:
     """SIGTERM → ``Terminated``; SIGINT → KeyboardInterrupt even where it was inherited ignored (a job started
     in the background by a script), so an explicit SIGINT still ends its run KILLED. ``once``: later signals
-    are ignored (a search worker, which Ctrl-C reaches through the terminal and its parent at once)."""
+    are ignored (a search worker, which Ctrl-C reaches through the terminal and its parent at once).
+    SIGUSR1 prints every thread's stack to stderr and goes on: ``kill -USR1 <pid>`` shows where a run that
+    seems stuck is."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     signal.signal(signal.SIGTERM, _once if once else on_sigterm)
     signal.signal(signal.SIGINT, _once if once else signal.default_int_handler)
 

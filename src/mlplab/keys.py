@@ -15,3 +15,8 @@ def dotted(config: dict, prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+def matches(key: str, patterns) -> bool:
+    """``key`` is one of ``patterns``, where ``group.*`` stands for every key of the group."""
+    return any(key == k or (k.endswith("*") and key.startswith(k[:-1])) for k in patterns)

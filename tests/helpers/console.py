@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -33,10 +34,19 @@ def signal_when(command: list[str], cwd: Path, ready: Path, signum: int, timeout
     while not ready.exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.1)
     process.send_signal(signum)
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()  # a process that ignored the signal must not outlive the test
-        process.communicate()
-        raise
+    stdout, stderr = collect(process, timeout)
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def collect(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """``process.communicate``; one still running after ``timeout`` has every thread's stack dumped (SIGUSR1,
+    ``interrupts.install``) and is killed — it must not outlive the test — and the test fails with the stacks."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        process.kill()
+        stdout, stderr = process.communicate()
+        raise AssertionError(f"still running {timeout:.0f} s after the signal; its stacks and log:\n"
+                             f"{stderr[-12000:]}") from None

@@ -32,8 +32,9 @@ def _as_postgres(*command: str) -> None:
 
 
 @contextmanager
-def postgres_server() -> Iterator[str]:
-    """Yields a SQLAlchemy URL to a fresh, empty database."""
+def postgres_server(also: tuple[str, ...] = ()) -> Iterator[str]:
+    """Yields a SQLAlchemy URL to a fresh, empty database ``optuna``; ``also``: more empty databases, the same
+    URL with their name in place of ``optuna``."""
     binaries = server_binaries()
     if binaries is None:
         raise RuntimeError("PostgreSQL server binaries are missing: `make setup` installs Debian's postgresql")
@@ -50,7 +51,8 @@ def postgres_server() -> Iterator[str]:
         _as_postgres(str(binaries / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-w", "-t", "60",
                      "-o", f"-h 127.0.0.1 -p {port} -k {sockets} -c fsync=off", "start")
         try:
-            _as_postgres(str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "optuna")
+            for name in ("optuna", *also):
+                _as_postgres(str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", name)
             yield f"postgresql://postgres@127.0.0.1:{port}/optuna"  # as users write it: SQLAlchemy's default driver
         finally:
             _as_postgres(str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")

@@ -109,11 +109,12 @@ def _fail_fast_in_single_runs(task: Callable) -> Callable:
 
 
 def run_hydra_app(task: Callable, config_name: str, schema: Optional[type] = None,
-                  on_abort: Optional[Callable[[str], None]] = None) -> None:
+                  on_abort: Optional[Callable[[str], None]] = None, populations=None) -> None:
     """Run ``task`` as ``@hydra.main`` over ``conf/<config_name>.yaml`` and exit with a clear status.
     ``schema``: the dataclass registered as ``schema=<config_name>`` (training and search are registered
     by ``config.register``); ``on_abort(status)``: called with FAILED or KILLED when the app ends by an
-    exception, e.g. to close a sweep's parent run, which Hydra's ``on_multirun_end`` then never does."""
+    exception, e.g. to close a sweep's parent run, which Hydra's ``on_multirun_end`` then never does.
+    ``populations``: how ``hydra/launcher=population`` groups and trains the app's jobs (``launcher.Populations``)."""
     import hydra
     from hydra.core.config_store import ConfigStore
 
@@ -125,8 +126,9 @@ def run_hydra_app(task: Callable, config_name: str, schema: Optional[type] = Non
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let exceptions reach ``explain`` instead of Hydra's report
     interrupts.install()
     sys.stdout, sys.stderr = MaskingStream(sys.stdout), MaskingStream(sys.stderr)  # printed configs, logs, errors
-    app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(
-        _fail_fast_in_single_runs(task))
+    guarded = _fail_fast_in_single_runs(task)
+    guarded.populations = populations  # what the population launcher asks of the task it is handed
+    app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(guarded)
     prog = Path(sys.argv[0]).name
     try:
         try:

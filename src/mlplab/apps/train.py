@@ -11,6 +11,7 @@ from ..tracking.sweep import close_open_sweeps, recorder_for
 from ..training.loop import train
 from ..training.result import summary_line
 from .hydra_app import EXIT_DIVERGED, hydra_job, in_multirun, run_hydra_app
+from .launcher import LaunchedJob
 
 
 def task(cfg) -> Optional[float]:
@@ -30,5 +31,44 @@ def task(cfg) -> Optional[float]:
     return result.val_accuracy  # what a sweep optimises
 
 
+class TrainPopulations:
+    """How ``hydra/launcher=population`` trains mlplab-train's jobs: those of one ``population_key`` together,
+    each recorded as the sweep's child with the population it trained in as tags."""
+
+    @staticmethod
+    def key(cfg) -> Optional[tuple]:
+        from ..config import to_typed
+        from ..training.population import population_key
+
+        try:
+            return population_key(to_typed(cfg))
+        except Exception:  # noqa: BLE001 - a job its config refuses runs alone, and fails there in its one line
+            return None
+
+    @staticmethod
+    def run(jobs: list[LaunchedJob]) -> list[object]:
+        from ..config import to_typed
+        from ..training.population import train_population
+
+        typed = [to_typed(job.cfg) for job in jobs]
+        population = {"population": f"{jobs[0].sweep_dir}:{','.join(str(job.job_num) for job in jobs)}",
+                      "population_size": str(len(jobs))}
+        recorders = [recorder_for(cfg, job.overrides, job.sweep_dir, job.job_num,
+                                  {**population, "population_member": str(member)})
+                     for member, (cfg, job) in enumerate(zip(typed, jobs))]
+        try:
+            members = train_population(typed, [job.out_dir for job in jobs], recorders=recorders)
+        except Exception as error:  # noqa: BLE001 - what stops the population fails each of its jobs
+            return [error for _ in jobs]
+        outcomes: list[object] = []
+        for cfg, job, member in zip(typed, jobs, members):
+            if member.error is not None:
+                outcomes.append(member.error)
+                continue
+            print(summary_line(cfg, member.result, job.out_dir), flush=True)
+            outcomes.append(member.result.val_accuracy)
+        return outcomes
+
+
 def main() -> None:
-    run_hydra_app(task, "train", on_abort=close_open_sweeps)
+    run_hydra_app(task, "train", on_abort=close_open_sweeps, populations=TrainPopulations())

@@ -39,6 +39,28 @@ class Forward:
     masks: list[Optional[torch.Tensor]]
     unmasked: list[torch.Tensor]  # σ(z^ℓ) before dropout: what σ'(z^ℓ) is computed from
 
+    def keep(self, index: torch.Tensor) -> "Forward":
+        """A population's forward pass for the members at ``index`` only (a shared input stays as it is)."""
+        pick = lambda t: t if t is None or t.dim() < 3 else t.index_select(0, index)  # noqa: E731
+        return Forward([pick(t) for t in self.z], [pick(t) for t in self.a], [pick(t) for t in self.masks],
+                       [pick(t) for t in self.unmasked])
+
+    def add_layer(self, z: torch.Tensor, output: Optional[str], sigma: Optional[Callable] = None,
+                  draw_mask: Optional[Callable] = None) -> None:
+        """z^ℓ and its activation: the output layer's (``output``: sigmoid or softmax), else the hidden σ with
+        the dropout mask ``draw_mask(a)`` draws (None: every unit kept)."""
+        if output is not None:
+            a, mask = activate(z, output), None
+        else:
+            a = sigma(z)
+            self.unmasked.append(a)
+            mask = draw_mask(a)
+            if mask is not None:
+                a = a * mask
+        self.z.append(z)
+        self.a.append(a)
+        self.masks.append(mask)
+
 
 class SeedBackprop:
     """Feedforward and backpropagation by hand over an ``MLP``'s own parameters (no autograd graph)."""
@@ -64,16 +86,9 @@ class SeedBackprop:
         for layer, (Wt, b) in enumerate(zip(self.Wt, self.b)):
             z = torch.addmm(b, fwd.a[-1], Wt, out=z_out if layer == last else None)
             if layer == last:
-                a, mask = activate(z, self.net.output), None
+                fwd.add_layer(z, self.net.output)
             else:
-                a = self.sigmas[layer](z)
-                fwd.unmasked.append(a)
-                mask = self._dropout_mask(a)
-                if mask is not None:
-                    a = a * mask
-            fwd.z.append(z)
-            fwd.a.append(a)
-            fwd.masks.append(mask)
+                fwd.add_layer(z, None, self.sigmas[layer], self._dropout_mask)
         return fwd
 
     def _dropout_mask(self, a: torch.Tensor) -> Optional[torch.Tensor]:

@@ -22,31 +22,43 @@ OUTPUTS = ("sigmoid", "softmax")  # the output layer's activation
 
 def activate(z: torch.Tensor, output: str) -> torch.Tensor:
     """aᴸ from zᴸ: the output layer's sigmoid or softmax."""
-    return torch.sigmoid(z) if output == "sigmoid" else torch.softmax(z, dim=1)
+    return torch.sigmoid(z) if output == "sigmoid" else torch.softmax(z, dim=-1)
 
 
 def log_a_and_log_1_minus_a(z: torch.Tensor, output: str) -> tuple[torch.Tensor, torch.Tensor]:
     if output == "sigmoid":
         return F.logsigmoid(z), F.logsigmoid(-z)
     # log(1 − a_j) = log Σ_{k≠j} e^{z_k} − log Σ_k e^{z_k}: exact even where a_j rounds to 1.
-    c = z.shape[1]
-    others = z.unsqueeze(1).expand(-1, c, c).masked_fill(torch.eye(c, dtype=torch.bool, device=z.device), -math.inf)
-    log_sum = torch.logsumexp(z, dim=1, keepdim=True)
-    return z - log_sum, torch.logsumexp(others, dim=2) - log_sum
+    c = z.shape[-1]
+    others = z.unsqueeze(-2).expand(*z.shape, c).masked_fill(torch.eye(c, dtype=torch.bool, device=z.device), -math.inf)
+    log_sum = torch.logsumexp(z, dim=-1, keepdim=True)
+    return z - log_sum, torch.logsumexp(others, dim=-1) - log_sum
 
 
 def _softmax_chain(a: torch.Tensor, dC_da: torch.Tensor) -> torch.Tensor:
     """δ = Jᵀ ∂C/∂a with the softmax Jacobian J_jk = a_j(1_{j=k} − a_k): δ_k = h_k − a_k Σ_j h_j, h = a ⊙ ∂C/∂a."""
     h = a * dC_da
-    return h - a * h.sum(dim=1, keepdim=True)
+    return h - a * h.sum(dim=-1, keepdim=True)
 
 
 class Cost:
+    """Classes lie along the last dimension, examples along the one before: a population's stacked
+    (K, m, classes) batch is costed like one network's (m, classes)."""
+
     name: str
 
     def fn(self, z: torch.Tensor, y: torch.Tensor, output: str) -> torch.Tensor:
         """C, the batch mean, of zᴸ with labels ``y`` (class indices)."""
         raise NotImplementedError
+
+    def rows(self, z: torch.Tensor, a: torch.Tensor, y: torch.Tensor, output: str) -> torch.Tensor:
+        """Cᵢ of every example (``fn`` is their mean) from zᴸ, aᴸ and the one-hot targets ``y`` (broadcast
+        against z: a shared batch's targets serve every member), for any leading dimensions."""
+        raise NotImplementedError
+
+    def means(self, z: torch.Tensor, a: torch.Tensor, y: torch.Tensor, output: str) -> torch.Tensor:
+        """C of each network of a stacked (K, m, classes) batch: the K batch means."""
+        return self.rows(z, a, y, output).mean(dim=-1)
 
     def delta(self, output: str, z: torch.Tensor, a: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """δᴸ for one example per row, from zᴸ, aᴸ and the one-hot targets ``y``."""
@@ -67,6 +79,9 @@ class Quadratic(Cost):
         target = F.one_hot(y, a.shape[1]).to(a.dtype)
         return 0.5 * (a - target).pow(2).sum() / a.shape[0]
 
+    def rows(self, z, a, y, output):
+        return 0.5 * (a - y).square().sum(dim=-1)
+
     def delta(self, output, z, a, y):
         if output == "sigmoid":
             return aten.sigmoid_backward(a - y, a)  # (a − y) ⊙ σ'(z)
@@ -85,6 +100,12 @@ class CrossEntropy(Cost):
         per_unit = torch.where(target.bool(), log_a, log_1ma)
         return -per_unit.sum() / z.shape[0]
 
+    def rows(self, z, a, y, output):
+        if output == "sigmoid":
+            return F.binary_cross_entropy_with_logits(z, y.expand_as(z), reduction="none").sum(dim=-1)
+        log_a, log_1ma = log_a_and_log_1_minus_a(z, output)
+        return -torch.where(y.bool(), log_a, log_1ma).sum(dim=-1)
+
     def delta(self, output, z, a, y):
         if output == "sigmoid":
             return a - y  # σ' cancels: the cure for learning slowdown
@@ -99,11 +120,11 @@ class CrossEntropy(Cost):
         a_k r_j ≤ 1 is formed in log space: no overflow even where zᴸ spans hundreds."""
         log_a, log_1ma = log_a_and_log_1_minus_a(z, "softmax")
         true = y.bool()
-        c = z.shape[1]
+        c = z.shape[-1]
         log_r = (log_a - log_1ma).masked_fill(true, -math.inf)  # only j ≠ t
-        log_terms = (log_a.unsqueeze(2) + log_r.unsqueeze(1)).masked_fill(
+        log_terms = (log_a.unsqueeze(-1) + log_r.unsqueeze(-2)).masked_fill(
             torch.eye(c, dtype=torch.bool, device=z.device), -math.inf)
-        return torch.where(true, -torch.exp(log_1ma), 2 * a) - torch.exp(log_terms).sum(dim=2)
+        return torch.where(true, -torch.exp(log_1ma), 2 * a) - torch.exp(log_terms).sum(dim=-1)
 
 
 class LogLikelihood(Cost):
@@ -114,6 +135,10 @@ class LogLikelihood(Cost):
             return F.cross_entropy(z, y)  # −log softmax(z)_y, averaged over the batch
         log_a, _ = log_a_and_log_1_minus_a(z, output)
         return -log_a.gather(1, y[:, None]).mean()
+
+    def rows(self, z, a, y, output):
+        log_a = torch.log_softmax(z, dim=-1) if output == "softmax" else F.logsigmoid(z)
+        return -(log_a * y).sum(dim=-1)  # log a is finite for finite z: no 0·(−inf)
 
     def delta(self, output, z, a, y):
         if output == "softmax":

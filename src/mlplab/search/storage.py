@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 import optuna
 
+from .. import slurm
 from ..errors import ConfigError
 from ..masking import mask_secrets
 from ..paths import MLRUNS
@@ -29,16 +30,22 @@ WORKER = "worker"  # user attr: host:pid of the process running the trial
 
 
 def this_worker(pid: int | None = None) -> str:
-    """``host:pid`` of this process, or of the worker process ``pid`` it started on this host."""
+    """``host:pid`` of this process, or of the worker process ``pid`` it started on this host; in a SLURM job,
+    ``slurm:<job id>``, so that the command that submitted the job can fail its trials should it die."""
+    if pid is None and (job := slurm.job_id()) is not None:
+        return f"slurm:{job}"
     return f"{socket.gethostname()}:{pid or os.getpid()}"
 
 
-def fail_trials_of(study: optuna.Study, worker: str) -> set[int]:
-    """FAIL the trials a dead worker (``host:pid``) left RUNNING; their numbers."""
+def fail_trials_of(study: optuna.Study, worker: str, interrupted: bool = False) -> set[int]:
+    """FAIL the trials a dead worker (``host:pid``) left RUNNING; their numbers. ``interrupted``: it was stopped
+    by Ctrl-C / SIGTERM (killed before it could say so itself): like a trial it ended, it uses no budget."""
     failed = set()
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         if trial.user_attrs.get(WORKER) == worker:
             study._storage.set_trial_user_attr(trial._trial_id, "failure", f"worker {worker} died")
+            if interrupted:
+                study._storage.set_trial_user_attr(trial._trial_id, INTERRUPTED, True)
             study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
             failed.add(trial.number)
     return failed

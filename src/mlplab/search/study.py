@@ -10,6 +10,7 @@ written as a Hydra experiment file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
@@ -25,15 +26,16 @@ from typing import Any, Optional
 import optuna
 from omegaconf import OmegaConf
 
-from .. import interrupts
+from .. import interrupts, slurm
 from ..errors import ConfigError
 from ..figures.study import study_figures
 from ..files import write_text
-from ..masking import mask_secrets
+from ..masking import MaskingStream, mask_secrets
 from ..paths import CONF_DIR
 from ..tracking import study as records
 from ..tracking.recorder import MlflowRecorder
 from ..training.loop import Pruned, train
+from ..training.population import groups, population_key, train_population
 from ..training.recorder import NoRecorder
 from ..training.result import summary_line
 from .samplers import make_pruner, make_sampler
@@ -97,47 +99,151 @@ def objective(result, metric: str) -> float:
     return result.val_accuracy if metric == "val_accuracy" else result.history[-1]["val_loss"]
 
 
-def run_trial(study: optuna.Study, trial: optuna.Trial, ctx: Context) -> None:
-    """One trial, told COMPLETE, PRUNED or FAIL whatever happens — also when its sampled values are refused."""
-    state, value, overrides, recorder = optuna.trial.TrialState.FAIL, None, [], NoRecorder()
+@dataclasses.dataclass
+class TrialJob:
+    """A trial with its sampled config, on its way to being trained and told."""
 
+    trial: optuna.Trial
+    cfg: Any = None
+    overrides: list = dataclasses.field(default_factory=list)
+    recorder: Any = dataclasses.field(default_factory=NoRecorder)
+    state: Any = optuna.trial.TrialState.FAIL
+    value: Optional[float] = None
+
+    @property
+    def out_dir_name(self) -> str:
+        return f"trial_{self.trial.number:04d}"
+
+
+def start_trial(trial: optuna.Trial, ctx: Context) -> TrialJob:
+    """The trial's values sampled and applied (a refused value raises: the trial then fails)."""
+    job = TrialJob(trial)
+    trial.set_user_attr(WORKER, this_worker())  # so that its death can be pinned on it at once
+    values = suggest(trial, ctx.search.space)
+    job.overrides = [f"{k}={v}" for k, v in values.items()]
+    job.cfg = apply(ctx.base, values)
+    job.cfg.trainer.evaluate_test = False  # selection on validation only; the test set waits for the best
+    job.cfg.trainer.checkpoint = False
+    if ctx.parent_run_id:
+        job.recorder = MlflowRecorder(job.cfg, job.overrides, ctx.parent_run_id, ctx.study_name, trial.number)
+    return job
+
+
+def pruning_report(trial: optuna.Trial, ctx: Context):
+    """The epoch-end callback that reports the metric to Optuna and raises ``Pruned`` when it says so."""
     def report(metrics) -> None:
         value = metrics.val_accuracy if ctx.search.metric == "val_accuracy" else metrics.val_loss
         trial.report(value, metrics.epoch)
         if trial.should_prune():
             raise Pruned(f"pruned by {ctx.search.pruner} after epoch {metrics.epoch} ({ctx.search.metric} {value:.4f})")
 
+    return report
+
+
+def judge(job: TrialJob, result, ctx: Context) -> None:
+    """The state and value a trained trial is told: COMPLETE with its metric, PRUNED, or FAIL with why."""
+    if result.status in ("finished", "early_stopped"):
+        job.value, job.state = objective(result, ctx.search.metric), optuna.trial.TrialState.COMPLETE
+    elif result.status == "pruned":
+        job.state = optuna.trial.TrialState.PRUNED
+    else:
+        job.trial.set_user_attr("failure", f"{result.status}: {result.detail}")
+    log.info("trial %d %s %s → %s", job.trial.number, " ".join(job.overrides), result.status,
+             "n/a" if job.value is None else f"{job.value:.4f}")
+
+
+def finish_trial(study: optuna.Study, job: TrialJob, ctx: Context) -> None:
+    tell(study, job.trial, job.value if job.state == optuna.trial.TrialState.COMPLETE else None, job.state)
+    if job.recorder.run_id:
+        records.tag_trial_run(ctx.base.tracking, job.recorder.run_id, job.trial.number, job.state.name)
+
+
+def failed(job: TrialJob, error: BaseException) -> None:
+    """A trial that raised: interrupted (and re-raised by the caller) or failed with the error's line."""
+    if isinstance(error, KeyboardInterrupt):
+        job.trial.set_user_attr(INTERRUPTED, True)
+        return
+    job.trial.set_user_attr("failure", f"{type(error).__name__}: {error}")
+    log.warning("trial %d %s failed: %s", job.trial.number, " ".join(job.overrides), error)
+
+
+def run_trial(study: optuna.Study, trial: optuna.Trial, ctx: Context) -> None:
+    """One trial, told COMPLETE, PRUNED or FAIL whatever happens — also when its sampled values are refused."""
+    job = start_or_fail(study, trial, ctx)
+    if job is not None:
+        run_trial_job(study, job, ctx)
+
+
+def start_or_fail(study: optuna.Study, trial: optuna.Trial, ctx: Context) -> Optional[TrialJob]:
+    """``start_trial``, or the trial told FAIL (its values refused) and None."""
     try:
-        trial.set_user_attr(WORKER, this_worker())  # so that its death can be pinned on it at once
-        values = suggest(trial, ctx.search.space)
-        overrides = [f"{k}={v}" for k, v in values.items()]
-        cfg = apply(ctx.base, values)
-        cfg.trainer.evaluate_test = False  # selection on validation only; the test set waits for the best
-        cfg.trainer.checkpoint = False
-        if ctx.parent_run_id:
-            recorder = MlflowRecorder(cfg, overrides, ctx.parent_run_id, ctx.study_name, trial.number)
-        with heartbeat(study, trial, ctx.search.heartbeat_seconds):
-            result = train(cfg, ctx.out_dir / f"trial_{trial.number:04d}", quiet=True, on_epoch=report, recorder=recorder)
-        if result.status in ("finished", "early_stopped"):
-            value = objective(result, ctx.search.metric)
-            state = optuna.trial.TrialState.COMPLETE
-        else:
-            trial.set_user_attr("failure", f"{result.status}: {result.detail}")
-        log.info("trial %d %s %s → %s", trial.number, " ".join(overrides), result.status,
-                 "n/a" if value is None else f"{value:.4f}")
+        return start_trial(trial, ctx)
+    except BaseException as error:  # noqa: BLE001 - refused values fail this trial only
+        job = TrialJob(trial)
+        failed(job, error)
+        finish_trial(study, job, ctx)
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        return None
+
+
+def run_trials(study: optuna.Study, trials: list[optuna.Trial], ctx: Context) -> None:
+    """``search.batch`` trials at once: those whose configs share a population train as one (each pruned on
+    its own), the others one after another; each told COMPLETE, PRUNED or FAIL whatever happens."""
+    jobs: list[TrialJob] = []
+    try:
+        for trial in trials:
+            job = start_or_fail(study, trial, ctx)
+            if job is not None:
+                jobs.append(job)
+        jobs_started = list(jobs)  # ``jobs`` shrinks as each is told
+        for rows in groups([population_key(job.cfg) for job in jobs], ctx.search.batch):
+            group = [jobs_started[row] for row in rows]
+            if len(group) == 1:
+                jobs.remove(group[0])
+                run_trial_job(study, group[0], ctx)
+                continue
+            for member, job in enumerate(group):
+                if isinstance(job.recorder, MlflowRecorder):  # not started yet: its run opens with these tags
+                    job.recorder.tags.update({"population": f"{ctx.study_name}:" + ",".join(str(j.trial.number) for j in group),
+                                              "population_size": str(len(group)), "population_member": str(member)})
+            with contextlib.ExitStack() as beats:
+                for job in group:
+                    beats.enter_context(heartbeat(study, job.trial, ctx.search.heartbeat_seconds))
+                members = train_population([job.cfg for job in group], [ctx.out_dir / job.out_dir_name for job in group],
+                                           recorders=[job.recorder for job in group],
+                                           callbacks=[pruning_report(job.trial, ctx) for job in group])
+            for job, member in zip(group, members):
+                judge(job, member.result, ctx)
+                if member.error is not None:
+                    failed(job, member.error)
+                jobs.remove(job)
+                finish_trial(study, job, ctx)
+    except BaseException as error:
+        for job in jobs:  # those not yet told: interrupted, or failed by what stopped their population
+            failed(job, error)
+            finish_trial(study, job, ctx)
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        log.warning("a population of trials failed: %s: %s", type(error).__name__, error)
+
+
+def run_trial_job(study: optuna.Study, job: TrialJob, ctx: Context) -> None:
+    """``run_trial`` for a trial already started."""
+    try:
+        with heartbeat(study, job.trial, ctx.search.heartbeat_seconds):
+            result = train(job.cfg, ctx.out_dir / job.out_dir_name, quiet=True,
+                           on_epoch=pruning_report(job.trial, ctx), recorder=job.recorder)
+        judge(job, result, ctx)
     except Pruned as pruned:
-        state = optuna.trial.TrialState.PRUNED
-        log.info("trial %d %s %s", trial.number, " ".join(overrides), pruned)
-    except KeyboardInterrupt:
-        trial.set_user_attr(INTERRUPTED, True)
-        raise
-    except Exception as error:  # noqa: BLE001 - a failing trial is recorded and the study goes on
-        trial.set_user_attr("failure", f"{type(error).__name__}: {error}")
-        log.warning("trial %d %s failed: %s", trial.number, " ".join(overrides), error)
+        job.state = optuna.trial.TrialState.PRUNED
+        log.info("trial %d %s %s", job.trial.number, " ".join(job.overrides), pruned)
+    except BaseException as error:  # noqa: BLE001 - a failing trial is recorded and the study goes on
+        failed(job, error)
+        if isinstance(error, KeyboardInterrupt):
+            raise
     finally:
-        tell(study, trial, value if state == optuna.trial.TrialState.COMPLETE else None, state)
-        if recorder.run_id:
-            records.tag_trial_run(ctx.base.tracking, recorder.run_id, trial.number, state.name)
+        finish_trial(study, job, ctx)
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, value: Optional[float], state) -> None:
@@ -157,8 +263,20 @@ def worker(ctx: Context) -> None:
     study = load_study(ctx)
     number, trials_before = join(study, storage_url(ctx.search), ctx.study_name)
     study.sampler = make_sampler(ctx.search, number, trials_before)
-    while (trial := next_trial(study, ctx)) is not None:
-        run_trial(study, trial, ctx)
+    while trials := next_trials(study, ctx):
+        if len(trials) == 1:
+            run_trial(study, trials[0], ctx)
+        else:
+            run_trials(study, trials, ctx)
+
+
+def next_trials(study: optuna.Study, ctx: Context) -> list[optuna.Trial]:
+    """Up to ``search.batch`` new trials, as the budget allows: asked one after another, each sampled with the
+    ones before it pending (TPE's constant liar keeps them apart)."""
+    trials: list[optuna.Trial] = []
+    while len(trials) < ctx.search.batch and (trial := next_trial(study, ctx)) is not None:
+        trials.append(trial)
+    return trials
 
 
 def worker_process(ctx: Context) -> None:
@@ -206,17 +324,75 @@ def stop_workers(ctx: Context, study: optuna.Study, processes: list) -> None:
         if process.is_alive():
             process.kill()
             process.join()
-        lost_worker(ctx, study, process)
+        lost_worker(ctx, study, process, interrupted=True)
 
 
-def lost_worker(ctx: Context, study: optuna.Study, process) -> None:
+def lost_worker(ctx: Context, study: optuna.Study, process, interrupted: bool = False) -> None:
     """A worker's trials still RUNNING after it ended: FAIL, and their MLflow runs KILLED (``worker_lost``)."""
-    failed = fail_trials_of(study, this_worker(process.pid))
+    fail_lost_trials(ctx, study, this_worker(process.pid), f"worker pid {process.pid} ended (exit {process.exitcode})",
+                     interrupted)
+
+
+def fail_lost_trials(ctx: Context, study: optuna.Study, worker: str, how: str, interrupted: bool = False) -> None:
+    failed = fail_trials_of(study, worker, interrupted)
     if failed:
-        log.warning("worker pid %d ended (exit %s) during trial %s: failed, its run ended KILLED", process.pid,
-                    process.exitcode, ", ".join(map(str, sorted(failed))))
+        log.warning("%s during trial %s: failed, its run ended KILLED", how, ", ".join(map(str, sorted(failed))))
         if ctx.parent_run_id:
             records.close_lost_trial_runs(ctx.base.tracking, ctx.parent_run_id, failed)
+
+
+# ---- workers as SLURM jobs -----------------------------------------------------------------------------
+
+def slurm_worker(ctx: Context) -> None:
+    """A worker as a SLURM job: trials until the study has n_trials; ``scancel`` (SIGTERM) fails its running
+    trial, interrupted (not counted), and ends its run KILLED."""
+    interrupts.install(once=True)
+    sys.stdout, sys.stderr = MaskingStream(sys.stdout), MaskingStream(sys.stderr)  # the job's log
+    worker(ctx)
+
+
+def run_slurm_workers(ctx: Context, study: optuna.Study) -> None:
+    """``search.workers`` SLURM jobs (one array) share the study through its storage and the MLflow store, both
+    of which the nodes must reach (PostgreSQL and an MLflow server on a cluster). This command waits for them;
+    a worker that dies has its running trial failed at once, or, with an RDB storage, found stale by the
+    others' heartbeat check and retried; Ctrl-C cancels them all."""
+    folder = ctx.out_dir / ".submitit" / "%j"
+    params = {**dataclasses.asdict(ctx.search.slurm), "name": f"mlplab-search-{ctx.study_name}"}
+    jobs = slurm.submit_array(slurm.executor(str(folder), params), slurm_worker, [ctx] * ctx.search.workers)
+    log.info("study %s: %d workers as SLURM job %s (squeue to follow; logs in %s)", ctx.study_name, len(jobs),
+             jobs[0].job_id.split("_")[0], folder.parent)
+
+    def ended(index: int, job) -> None:
+        state, word = slurm.state_of(job)
+        if word == "COMPLETED":
+            return
+        how = f"worker {index} (SLURM job {job.job_id}) ended {state}"
+        if heartbeat_enabled(study):  # its trial goes stale: the next worker to ask fails it and retries it
+            log.warning("%s: its running trial is retried once its heartbeat is stale", how)
+        else:
+            fail_lost_trials(ctx, study, f"slurm:{job.job_id}", how)
+
+    try:
+        slurm.wait_all(jobs, ended)
+    except KeyboardInterrupt:
+        with interrupts.deferred():  # a second signal must not leave the workers running on their own
+            slurm.cancel(jobs)
+            log.info("cancelled the study's %d SLURM workers", len(jobs))
+            deadline = time.monotonic() + 2 * STOP_GRACE_S  # they close their own trials and runs on SIGTERM
+            while time.monotonic() < deadline and not all(job.done(force_check=True) for job in jobs):
+                time.sleep(slurm.POLL_S)
+            for job in jobs:
+                fail_lost_trials(ctx, study, f"slurm:{job.job_id}", f"SLURM worker {job.job_id} cancelled", interrupted=True)
+        raise
+    if heartbeat_enabled(study):  # no worker is left to retry a dead one's trial: it fails, and a rerun does it
+        time.sleep(2 * ctx.search.heartbeat_seconds if any(slurm.state_of(j)[1] != "COMPLETED" for j in jobs) else 0)
+        fail_stale_trials(study)
+        failed = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))}
+        if ctx.parent_run_id:
+            records.close_lost_trial_runs(ctx.base.tracking, ctx.parent_run_id, failed)
+    if counted(study) < budget(ctx.search) and (ctx.deadline is None or time.time() < ctx.deadline):
+        log.warning("study %s has %d of its %d trials: run the same command again to complete it", ctx.study_name,
+                    counted(study), budget(ctx.search))
 
 
 # ---- the study as a whole ------------------------------------------------------------------------------
@@ -252,7 +428,9 @@ def run_study(base, search, out_dir: Path) -> dict[str, Any]:
     ctx.parent_run_id = open_parent_run(ctx, study)
     status = "FAILED"
     try:
-        if search.workers == 1:
+        if search.executor == "slurm":
+            run_slurm_workers(ctx, study)
+        elif search.workers == 1:
             worker(ctx)
         else:
             run_workers(ctx, study)

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
+from .. import slurm
+
 HOST, PID, STARTED, ALIVE = "mlplab.host", "mlplab.pid", "mlplab.pid_started", "mlplab.alive_ms"
 LOST = "process_lost"
 log = logging.getLogger("mlplab")
@@ -45,7 +47,16 @@ def process_started(pid: int) -> Optional[str]:
 def where_tags() -> dict[str, str]:
     """The tags a run opened (or reopened) by this process carries."""
     pid = os.getpid()
-    return {HOST: socket.gethostname(), PID: str(pid), STARTED: process_started(pid) or "", **alive_tag()}
+    return {HOST: socket.gethostname(), PID: str(pid), STARTED: process_started(pid) or "", **slurm_tags(), **alive_tag()}
+
+
+def slurm_tags() -> dict[str, str]:
+    """In a SLURM job: its id (``<array job>_<task>`` for an array task), for ``sacct -j`` and ``scancel``, and
+    how many times SLURM has requeued it."""
+    job = slurm.job_id()
+    if job is None:
+        return {}
+    return {"slurm_job_id": job, **({"slurm_restarts": str(slurm.restarts())} if slurm.restarts() else {})}
 
 
 def alive_tag() -> dict[str, str]:

@@ -33,8 +33,8 @@ def run_name(cfg) -> str:
 
 class MlflowRecorder:
     def __init__(self, cfg, overrides: list[str], parent_run_id: Optional[str] = None,
-                 sweep_id: Optional[str] = None, job_num: Optional[int] = None):
-        self.cfg, self.overrides = cfg, overrides
+                 sweep_id: Optional[str] = None, job_num: Optional[int] = None, tags: Optional[dict] = None):
+        self.cfg, self.overrides, self.tags = cfg, overrides, dict(tags or {})
         self.parent_run_id, self.sweep_id, self.job_num = parent_run_id, sweep_id, job_num
         self.run = TrackedRun()
         self.pending_metrics: list = []  # written at most every FLUSH_INTERVAL_S, and at the end
@@ -47,7 +47,7 @@ class MlflowRecorder:
     def start(self) -> None:
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-        tags = provenance("train", self.overrides)
+        tags = {**provenance("train", self.overrides), **self.tags}
         if self.parent_run_id:
             tags[MLFLOW_PARENT_RUN_ID] = self.parent_run_id
         if self.sweep_id is not None:

@@ -138,6 +138,24 @@ class TrackedRun:
             self.client.set_terminated(self.run_id, status)
 
 
+def close_running_children(tracking, parent_run_id: str, job_nums: set[int], status: str,
+                           tags: dict[str, str]) -> list[str]:
+    """The children of ``parent_run_id`` for jobs ``job_nums`` still RUNNING, ended ``status`` with ``tags``:
+    for a job whose process was killed outright (kill -9, a cancelled or requeued SLURM job), ended by whoever
+    notices. Returns their run ids."""
+    client = client_for(resolve_uri(tracking))
+    running = client.search_runs([client.get_run(parent_run_id).info.experiment_id],
+                                 filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'")
+    closed = []
+    for run in running:
+        if run.data.tags.get("job_num", "").isdigit() and int(run.data.tags["job_num"]) in job_nums:
+            lost = TrackedRun(client, run.info.run_id)
+            lost.set_tags(tags)
+            lost.close(status)
+            closed.append(run.info.run_id)
+    return closed
+
+
 @contextlib.contextmanager
 def recorded_run(tracking, name: str, kind: str, config, overrides: Sequence[str] = ()) -> Iterator[TrackedRun]:
     """A run for a small app (``tracking.mode=off``: one that records nothing), always closed: FINISHED,

@@ -5,6 +5,7 @@ file store)."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import logging
@@ -15,6 +16,7 @@ from typing import Optional
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # this harness never phones home
 
+from .. import interrupts  # noqa: E402
 from ..errors import TrackingError, debugging, is_write_failure  # noqa: E402
 from ..files import write_atomic  # noqa: E402
 from ..masking import mask_secrets  # noqa: E402
@@ -45,12 +47,16 @@ STORE_FULL = ("database or disk is full", "readonly database", "No space left on
 
 class RetryingClient:
     """An MlflowClient whose calls wait out sqlite's 'database is locked' (parallel jobs, one file), and whose
-    failures to write (a full disk, a read-only store) are one ``TrackingError`` line."""
+    failures to write (a full disk, a read-only store) are one ``TrackingError`` line. On a database store a
+    Ctrl-C or SIGTERM waits for the call in progress (milliseconds): raised inside SQLAlchemy's commit it
+    could leave a connection holding the database's write lock, and every later write — the KILLED status
+    among them — would wait on it. (Not on a server, whose calls MLflow may retry for minutes.)"""
 
     ATTEMPTS, FIRST_DELAY_S = 8, 0.05
 
     def __init__(self, client, uri: str = ""):
         self._client, self._uri = client, uri
+        self._atomic = interrupts.deferred if uri.startswith(("sqlite", "postgresql", "mysql", "mssql")) else contextlib.nullcontext
 
     def cannot_write(self, error: BaseException) -> Optional[TrackingError]:
         if is_write_failure(error):
@@ -72,7 +78,8 @@ class RetryingClient:
             delay = self.FIRST_DELAY_S
             for attempt in range(self.ATTEMPTS):
                 try:
-                    return attribute(*args, **kwargs)
+                    with self._atomic():
+                        return attribute(*args, **kwargs)
                 except Exception as error:  # noqa: BLE001 - only lock contention is retried
                     if (said := self.cannot_write(error)) is not None:
                         raise said from error

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from . import liveness
-from .run import TrackedRun, now_ms, provenance
+from .run import TrackedRun, close_running_children, now_ms, provenance
 from .store import client_for, resolve_uri
 
 SUMMARY_METRICS = ("best_value", "best_test_accuracy", "best_retrained_val_accuracy", "trials", "complete",
@@ -34,14 +34,8 @@ def reopen(tracking, run_id: str) -> TrackedRun:
 def close_lost_trial_runs(tracking, parent_run_id: str, failed_trials: set[int]) -> None:
     """A worker killed outright (kill -9) cannot end its trial's MLflow run: whoever finds the trial failed
     ends the run KILLED, tagged ``status=worker_lost``, so no run stays RUNNING."""
-    client = client_for(resolve_uri(tracking))
-    running = client.search_runs([client.get_run(parent_run_id).info.experiment_id],
-                                 filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'")
-    for run in running:
-        if run.data.tags.get("job_num", "").isdigit() and int(run.data.tags["job_num"]) in failed_trials:
-            lost = TrackedRun(client, run.info.run_id)
-            lost.set_tags({"status": "worker_lost", "trial_state": "FAIL"})
-            lost.close("KILLED")
+    close_running_children(tracking, parent_run_id, failed_trials, "KILLED",
+                           {"status": "worker_lost", "trial_state": "FAIL"})
 
 
 def tag_trial_run(tracking, run_id: str, trial_number: int, state: str) -> None:

@@ -65,12 +65,17 @@ def summarize_sweep(parent: TrackedRun) -> Optional[Any]:
     return ranked[0] if ranked else None
 
 
+def parent_run_of(sweep_dir: Path) -> Optional[str]:
+    """The MLflow run id of the sweep whose output folder is ``sweep_dir``, if it has one."""
+    path = sweep_dir / PARENT_RUN_FILE
+    return path.read_text().strip() if path.is_file() else None
+
+
 def recorder_for(cfg, overrides: list[str], sweep_dir: Optional[Path] = None,
-                 job_num: Optional[int] = None) -> Recorder:
-    """The recorder a job's config asks for; in a sweep, its run becomes the sweep's child."""
+                 job_num: Optional[int] = None, tags: Optional[dict] = None) -> Recorder:
+    """The recorder a job's config asks for; in a sweep, its run becomes the sweep's child. ``tags``: more
+    tags for its run (e.g. the population it trained in)."""
     if cfg.tracking.mode == "off":
         return NoRecorder()
-    parent = None
-    if sweep_dir is not None and (sweep_dir / PARENT_RUN_FILE).is_file():
-        parent = (sweep_dir / PARENT_RUN_FILE).read_text().strip()
-    return MlflowRecorder(cfg, overrides, parent, str(sweep_dir) if sweep_dir else None, job_num)
+    parent = parent_run_of(sweep_dir) if sweep_dir is not None else None
+    return MlflowRecorder(cfg, overrides, parent, str(sweep_dir) if sweep_dir else None, job_num, tags)

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import ConfigError
 from ..files import write_bytes
-from ..keys import dotted
+from ..keys import dotted, matches
 from ..nn.model import MLP
 from .optim import Schedule
 
@@ -33,12 +33,16 @@ CHECKPOINT_KEYS = {"sizes", "epoch", "model", "optimizer", "schedule", "shuffle_
 
 
 def may_change(key: str) -> bool:
-    return any(key == k or (k.endswith("*") and key.startswith(k[:-1])) for k in MAY_CHANGE)
+    return matches(key, MAY_CHANGE)
 
 
 def save_checkpoint(path: Path, net: MLP, optimizer: torch.optim.Optimizer, schedule: Schedule,
                     shuffle: torch.Generator, epoch: int, history: list[dict],
-                    best_state: Optional[dict], validation_checks: list[dict], config: dict, data_sha256: str) -> None:
+                    best_state: Optional[dict], validation_checks: list[dict], config: dict, data_sha256: str,
+                    dropout_rng: Optional[torch.Generator] = None) -> None:
+    """``dropout_rng``: the generator the run draws its dropout masks from, if not torch's global one (a
+    population member's); saved where a resumed solo run continues its stream."""
+    cpu_dropout = dropout_rng if dropout_rng is not None and dropout_rng.device.type == "cpu" else None
     state = {
         "config": dotted(config),
         "data_sha256": data_sha256,
@@ -48,7 +52,7 @@ def save_checkpoint(path: Path, net: MLP, optimizer: torch.optim.Optimizer, sche
         "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(),
         "shuffle_rng": shuffle.get_state(),
-        "torch_rng": torch.get_rng_state(),
+        "torch_rng": cpu_dropout.get_state() if cpu_dropout is not None else torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "history": history,
         "best_state": best_state,

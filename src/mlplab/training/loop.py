@@ -83,9 +83,10 @@ def train(cfg, out_dir: Path, *, quiet: bool = False, on_epoch: Optional[EpochHo
 
 
 @contextlib.contextmanager
-def torch_threads(trainer) -> Iterator[None]:
-    """``trainer.threads`` CPU threads while training (one for tiny mini-batches unless it says otherwise)."""
-    threads = trainer.threads or (1 if trainer.batch_size < SMALL_BATCH else None)
+def torch_threads(trainer, rows: Optional[int] = None) -> Iterator[None]:
+    """``trainer.threads`` CPU threads while training (one for tiny mini-batches unless it says otherwise);
+    ``rows``: the rows a step works on, if not one mini-batch (a population's)."""
+    threads = trainer.threads or (1 if (rows or trainer.batch_size) < SMALL_BATCH else None)
     previous = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -103,13 +104,20 @@ class Job:
         self.cfg, self.out_dir, self.recorder, self.callbacks, self.quiet = cfg, out_dir, recorder, callbacks, quiet
         self.splits, self.net = splits, None
         self.result = Result(status="failed")
+        self.closed = False  # close() has begun: the run's ending is being (or was) written
+        self.dropout_generator: Optional[torch.Generator] = None  # a population member's; None: torch's global one
 
     def outcome(self) -> Outcome:
         return Outcome(self.net, self.splits, "test" if self.cfg.trainer.evaluate_test else "validation")
 
     def run(self) -> None:
         self.prepare()
-        status, detail = self.fit()
+        self.conclude(*self.fit())
+
+    def conclude(self, status: str, detail: str) -> None:
+        """Training is over (finished, or stopped early): the final weights measured and saved, the ending said."""
+        if status == "diverged":
+            log.warning("diverged: %s", detail)
         self.finish(diverged=status == "diverged")
         save_tensors(self.out_dir / "model.pt", self.net.state_dict())
         self.result.end(status, detail)
@@ -118,6 +126,7 @@ class Job:
         """``result.json``, then the recorder's end, whatever stopped the job. Either may fail (a full disk, a
         signal): a completed job then ends failed or killed, and its run is closed all the same. The first such
         error is raised when nothing else stopped the job."""
+        self.closed = True
         failures: list[BaseException] = []
         written = None
         try:
@@ -197,26 +206,31 @@ class Job:
                         _, cost = self.engine.step(x, y, y_onehot, z_out=self.trained_z[start:end])
                         self.count(epoch, cost, end - start)
                         bar.update(end - start)
-                metrics = self.measure(epoch, clock)
-                for hook in self.end_of_epoch:
-                    hook(metrics)
+                self.end_epoch(self.measure(epoch, clock))
         except Stop as stop:
-            if stop.status == "diverged":
-                log.warning("diverged: %s", stop.detail)
             return stop.status, stop.detail
         return "finished", ""
 
     def shuffled_batches(self):
         """The epoch's mini-batches: a fresh permutation, of this epoch's variant of every image when the data
         config draws random shifts or flips."""
+        images = self.start_epoch()
+        return mini_batches(self.permutation, self.cfg.trainer.batch_size, images, self.splits.train.y, self.targets)
+
+    def start_epoch(self) -> torch.Tensor:
+        """A fresh permutation (``self.permutation``) and the images it orders: this epoch's variant of every
+        image when the data config draws random shifts or flips."""
         data, train_set = self.cfg.data, self.splits.train
         self.net.train()
         self.cost_sum, self.done = 0.0, 0
         self.permutation = torch.randperm(len(train_set), generator=self.shuffle).to(train_set.x.device)
-        images = train_set.x
         if data.random_shift or data.random_flip:
-            images = random_variants(images, data.random_shift, data.random_flip, self.splits.background, self.shuffle)
-        return mini_batches(self.permutation, self.cfg.trainer.batch_size, images, train_set.y, self.targets)
+            return random_variants(train_set.x, data.random_shift, data.random_flip, self.splits.background, self.shuffle)
+        return train_set.x
+
+    def end_epoch(self, metrics: EpochMetrics) -> None:
+        for hook in self.end_of_epoch:
+            hook(metrics)
 
     def progress_bar(self, epoch: int) -> tqdm:
         t = self.cfg.trainer
@@ -227,23 +241,38 @@ class Job:
         """A mini-batch's share of the epoch's figures; a non-finite cost ends the run (the engine left the
         weights alone), and every ``trainer.validate_every`` images the validation split is measured."""
         if not math.isfinite(cost):
-            raise Stop("diverged", f"non-finite cost {cost} in epoch {epoch} at image {self.images_seen}")
+            raise Stop("diverged", diverged_at(cost, epoch, self.images_seen))
         self.cost_sum += cost * images
+        self.advance(images)
+
+    def advance(self, images: int) -> None:
+        """``images`` more trained on; every ``trainer.validate_every`` images the validation split is measured."""
         self.images_seen += images
         self.done += images
-        if self.next_check and self.images_seen >= self.next_check:
+        if self.check_due:
             loss, accuracy = evaluate(self.net, self.splits.validation, self.cost)
             check = {"images_seen": self.images_seen, "val_loss": loss, "val_accuracy": accuracy}
             self.result.validation_checks.append(check)
             self.recorder.on_check(check)
             self.next_check += self.cfg.trainer.validate_every
 
+    @property
+    def check_due(self) -> bool:
+        return bool(self.next_check) and self.images_seen >= self.next_check
+
     def measure(self, epoch: int, clock: float) -> EpochMetrics:
-        train_set, validation, n = self.splits.train, self.splits.validation, len(self.splits.train)
+        validation = self.splits.validation
         val_loss, val_accuracy = evaluate(self.net, validation, self.cost) if validation is not None else (None, None)
-        correct = int((self.trained_z[: self.done].argmax(dim=1) == train_set.y[self.permutation[: self.done]]).sum())
+        correct = int((self.trained_z[: self.done].argmax(dim=1) == self.splits.train.y[self.permutation[: self.done]]).sum())
+        return self.epoch_metrics(epoch, time.perf_counter() - clock, correct, val_loss, val_accuracy)
+
+    def epoch_metrics(self, epoch: int, seconds: float, correct: int, val_loss: Optional[float],
+                      val_accuracy: Optional[float]) -> EpochMetrics:
+        """The epoch's figures from what was counted while training (``correct``: images trained on whose
+        z^L named their class) and the validation pass."""
+        train_set, n = self.splits.train, len(self.splits.train)
         metrics = EpochMetrics(epoch, self.optimizer.param_groups[0]["lr"], self.cost_sum / n, correct / n,
-                               val_loss, val_accuracy, time.perf_counter() - clock, self.images_seen)
+                               val_loss, val_accuracy, seconds, self.images_seen)
         if self.cfg.trainer.diagnostics:  # measured after the epoch's clock stopped: it is not training time
             metrics.diagnostics = slowdown(self.net, self.cfg.loss.name, self.cfg.model.activation,
                                            *diagnostic_batch(train_set.x, train_set.y))
@@ -267,7 +296,7 @@ class Job:
     def save_checkpoint(self, metrics: EpochMetrics) -> None:
         save_checkpoint(self.out_dir / "checkpoint.pt", self.net, self.optimizer, self.schedule, self.shuffle,
                         metrics.epoch, self.history, self.best_state, self.result.validation_checks,
-                        asdict(self.cfg), self.data_sha256)
+                        asdict(self.cfg), self.data_sha256, self.dropout_generator)
 
     def stopping_rules(self, metrics: EpochMetrics) -> None:
         patience = self.cfg.trainer.early_stopping_patience
@@ -292,6 +321,10 @@ class Job:
             result.val_accuracy = self.history[-1]["val_accuracy"] if same_weights else evaluate(self.net, validation, self.cost)[1]
         if t.evaluate_test:
             result.test_loss, result.test_accuracy = evaluate(self.net, self.splits.test, self.cost)
+
+
+def diverged_at(cost: float, epoch: int, images_seen: int) -> str:
+    return f"non-finite cost {cost} in epoch {epoch} at image {images_seen}"
 
 
 def check_against_data(cfg, splits: Splits) -> None:

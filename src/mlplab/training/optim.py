@@ -105,3 +105,69 @@ def replayed(values: Iterable[tuple[int, float]]) -> Plateau:
         plateau.update(epoch, value)
     return plateau
 
+
+
+class StackedOptimizer:
+    """The rules of ``OPTIMIZERS`` applied to K members at once: every parameter is stacked (K, …) and each
+    member has its own η (and momentum μ); the arithmetic is torch.optim's, step for step, so a member moves
+    as it would alone. Member k's state converts to and from its own ``torch.optim`` optimiser's (for its
+    checkpoint)."""
+
+    def __init__(self, cfg, momentum: list[float]):
+        self.name, self.betas, self.eps = cfg.name, tuple(cfg.betas), cfg.eps
+        self.momentum = torch.tensor(momentum)
+        self.state: list[dict[str, torch.Tensor]] = []  # per parameter: buffers stacked like it
+        self.steps = 0
+
+    def step(self, params: list[torch.Tensor], grads: list[torch.Tensor], lr: torch.Tensor) -> None:
+        """One step of every member; ``lr`` holds the K learning rates."""
+        if not self.state:
+            self.state = [{} for _ in params]
+            self.momentum = self.momentum.to(device=lr.device, dtype=lr.dtype)
+        self.steps += 1
+        with torch.no_grad():
+            for p, g, state in zip(params, grads, self.state):
+                per_member = (-1,) + (1,) * (p.dim() - 1)
+                p.addcmul_(self._direction(g, state, per_member), self._step_size(lr).view(per_member), value=-1)
+
+    def _direction(self, g: torch.Tensor, state: dict, per_member: tuple) -> torch.Tensor:
+        if self.name == "sgd":
+            return g
+        if self.name in ("sgdm", "nesterov"):  # torch.optim.SGD: buf ← μ·buf + g (buf = g at first); nesterov g + μ·buf
+            mu = self.momentum.view(per_member)
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = g.clone()
+            else:
+                state["momentum_buffer"].mul_(mu).add_(g)
+            buf = state["momentum_buffer"]
+            return g.add(buf * mu) if self.name == "nesterov" else buf
+        beta1, beta2 = self.betas  # torch.optim.Adam, without weight decay or amsgrad
+        if "exp_avg" not in state:
+            state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(g), torch.zeros_like(g)
+        state["exp_avg"].lerp_(g, 1 - beta1)
+        state["exp_avg_sq"].mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        bias_correction2_sqrt = (1 - beta2 ** self.steps) ** 0.5
+        return state["exp_avg"] / (state["exp_avg_sq"].sqrt() / bias_correction2_sqrt).add_(self.eps)
+
+    def _step_size(self, lr: torch.Tensor) -> torch.Tensor:
+        return lr / (1 - self.betas[0] ** self.steps) if self.name == "adam" else lr
+
+    def keep(self, rows: list[int]) -> None:
+        if not self.state:
+            self.momentum = self.momentum[rows]
+            return
+        index = torch.tensor(rows, device=self.momentum.device)
+        self.momentum = self.momentum.index_select(0, index)
+        for state in self.state:
+            for key, value in state.items():
+                state[key] = value.index_select(0, index)
+
+    def write_member(self, row: int, optimizer: torch.optim.Optimizer) -> None:
+        """Member ``row``'s state into its own optimiser, as if that had taken every step."""
+        state = optimizer.state_dict()
+        for index, buffers in enumerate(self.state):
+            member = {key: value[row].clone() for key, value in buffers.items()}
+            if self.name == "adam":
+                member["step"] = torch.tensor(float(self.steps))
+            state["state"][index] = member
+        optimizer.load_state_dict(state)

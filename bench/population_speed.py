@@ -1,0 +1,169 @@
+"""Populations against one job at a time, measured in one run on real Fashion-MNIST.
+
+    .venv/bin/python bench/population_speed.py [--sweep-epochs 30] [--skip-sweep] [--rounds 2]
+
+1. The Assignment 6 Q2 sweep as a user runs it: ``mlplab-train -m experiment=q2_shallow
+   optimizer.lr=0.0001,0.0005,0.001,0.005,0.01`` (30 epochs, tracked in a throw-away MLflow store) with
+   ``hydra/launcher=population``, ``basic`` (one job after another) and ``joblib`` (2 processes; ``--launchers``, ``--q2-rates``): the whole
+   command's wall time, each once, in that order. Targets: population ≥ 2.5× basic, ≥ 1.5× joblib.
+2. Nielsen's chapter-1 network (784-30-10, quadratic cost, mini-batch 10, the seed engine) at 10 learning rates:
+   the epochs of the 10 jobs one after another against the epoch of their population. Target ≥ 5×.
+3. How the gain grows with K (1, 2, 5, 10, 20; the Q2 network) and with the hidden width (30, 100, 1000; K = 5):
+   K solo epochs against one population epoch.
+4. Memory: how far resident memory rises above the loaded data while K members train one epoch, against K = 1.
+
+Sections 2–4 time epochs as the trainer does (``history[i]["seconds"]``: training and the validation pass), in
+one process, ``--rounds`` rounds alternating solo and population, and report medians of the rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from mlplab.apps.hydra_app import compose
+from mlplab.data import splits as data_module
+from mlplab.training.loop import train
+from mlplab.training.population import train_population
+
+ROOT = Path(__file__).resolve().parent.parent
+Q2_RATES = (0.0001, 0.0005, 0.001, 0.005, 0.01)
+NIELSEN_RATES = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0)
+QUIET = ["tracking=off", "trainer.progress=false", "trainer.checkpoint=false", "trainer.device=cpu"]
+
+
+def sweep_seconds(launcher: list[str], epochs: int, folder: Path, rates=Q2_RATES) -> float:
+    command = [str(ROOT / ".venv" / "bin" / "mlplab-train"), "-m", *launcher, "experiment=q2_shallow",
+               f"optimizer.lr={','.join(map(str, rates))}", f"trainer.epochs={epochs}",
+               f"tracking.uri=sqlite:///{folder / 'mlflow.db'}", f"hydra.sweep.dir={folder / 'sweep'}"]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=folder)
+    took = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(launcher)} failed:\n{done.stderr[-2000:]}")
+    statuses = [json.loads(p.read_text())["status"] for p in (folder / "sweep").glob("*/result.json")]
+    assert statuses == ["finished"] * len(rates), statuses
+    return took
+
+
+def epoch_seconds(cfgs, splits, rounds: int) -> tuple[float, float]:
+    """(Σ of the K jobs' epoch one after another, the population's epoch), medians over ``rounds``."""
+    solo, together = [], []
+    for round_ in range(rounds + 1):
+        with tempfile.TemporaryDirectory() as folder:
+            solo_time = sum(train(cfg, Path(folder) / f"solo{k}", quiet=True, splits=splits).history[0]["seconds"]
+                            for k, cfg in enumerate(cfgs))
+            members = train_population(cfgs, [Path(folder) / f"member{k}" for k in range(len(cfgs))], splits=splits)
+            population_time = sum(m.result.history[0]["seconds"] for m in members)  # each has its share
+        if round_:  # the first round warms caches and lazy initialisation
+            solo.append(solo_time)
+            together.append(population_time)
+    return statistics.median(solo), statistics.median(together)
+
+
+MEMORY_PROBE = """
+import os, sys, tempfile, threading, time, pathlib, torch
+from mlplab.apps.hydra_app import compose
+from mlplab.data import splits as data_module
+from mlplab.training.population import train_population
+page = os.sysconf("SC_PAGE_SIZE")
+rss = lambda: int(open("/proc/self/statm").read().split()[1]) * page
+members, overrides = int(sys.argv[1]), sys.argv[2:]
+cfgs = [compose(overrides + [f"optimizer.lr={0.1 * (k + 1)}"]) for k in range(members)]
+splits = data_module.load(cfgs[0].data, torch.device("cpu"))
+before, peak, running = rss(), [0], [True]
+def sample():
+    while running[0]:
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.002)
+watcher = threading.Thread(target=sample)
+watcher.start()
+folder = pathlib.Path(tempfile.mkdtemp())
+train_population(cfgs, [folder / str(k) for k in range(members)], splits=splits)
+running[0] = False
+watcher.join()
+print((peak[0] - before) / 2**20)
+"""
+
+
+def training_mib(members: int) -> float:
+    """How far a fresh process's resident memory rises above its loaded data while it trains a Q2 population
+    of ``members`` for one epoch (sampled every 2 ms)."""
+    overrides = QUIET + ["experiment=q2_shallow", "trainer.epochs=1", "trainer.evaluate_test=false"]
+    done = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(members), *overrides], capture_output=True,
+                          text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sweep-epochs", type=int, default=30)
+    parser.add_argument("--skip-sweep", action="store_true", help="sections 2-4 only")
+    parser.add_argument("--sweep-only", action="store_true", help="section 1 only")
+    parser.add_argument("--q2-rates", default=",".join(map(str, Q2_RATES)),
+                        help="section 1's rates (Assignment 6's grid: 0.0001,0.0005,0.001,0.005,0.01,0.05,0.1,0.3,1,3,10)")
+    parser.add_argument("--launchers", default="population,basic,joblib", help="section 1's launchers")
+    parser.add_argument("--rounds", type=int, default=2, help="timed rounds of sections 2-3 (after a warm-up)")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads; "
+          f"{time.strftime('%Y-%m-%d %H:%M')}")
+
+    if not args.skip_sweep:
+        known = {"population": ["hydra/launcher=population"], "basic": ["hydra/launcher=basic"],
+                 "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]}
+        launchers = {name: known[name] for name in args.launchers.split(",")}
+        rates = [float(rate) for rate in args.q2_rates.split(",")]
+        wall = {}
+        for name, launcher in launchers.items():
+            with tempfile.TemporaryDirectory() as folder:
+                wall[name] = sweep_seconds(launcher, args.sweep_epochs, Path(folder), rates)
+            print(f"  Q2 sweep, {name}: {wall[name]:.1f} s", flush=True)
+        print(f"\n1. Q2 sweep over {len(rates)} rates ({', '.join(map(str, rates))}), {args.sweep_epochs} epochs, whole command")
+        print("| launcher | wall s | population is × faster |")
+        print("|---|---:|---:|")
+        for name, seconds in wall.items():
+            print(f"| {name} | {seconds:.1f} | {seconds / wall[next(iter(wall))]:.2f} |")
+    if args.sweep_only:
+        return
+
+    nielsen = [compose(QUIET + ["experiment=nielsen_ch1", "trainer.engine=seed", "trainer.epochs=1",
+                                f"optimizer.lr={lr}"]) for lr in NIELSEN_RATES]
+    splits = data_module.load(nielsen[0].data, torch.device("cpu"))
+    solo, together = epoch_seconds(nielsen, splits, args.rounds)
+    print("\n2. Nielsen chapter 1 (784-30-10, mini-batch 10, seed engine), 10 learning rates, one epoch")
+    print("| one after another s | population s | × faster |")
+    print("|---:|---:|---:|")
+    print(f"| {solo:.2f} | {together:.2f} | {solo / together:.2f} |", flush=True)
+
+    q2 = lambda width, lr: compose(QUIET + ["experiment=q2_shallow", "trainer.epochs=1",  # noqa: E731
+                                            f"model.sizes=[784,{width},10]", f"optimizer.lr={lr}"])
+    splits = data_module.load(q2(100, 0.1).data, torch.device("cpu"))
+    print("\n3. The gain with K (784-100-10, batch 300) and with the width (K = 5), one epoch")
+    print("| K | width | K solo epochs s | population epoch s | × faster |")
+    print("|---:|---:|---:|---:|---:|")
+    for members, width in [(1, 100), (2, 100), (5, 100), (10, 100), (20, 100), (5, 30), (5, 1000)]:
+        cfgs = [q2(width, 0.05 * (k + 1)) for k in range(members)]
+        solo, together = epoch_seconds(cfgs, splits, args.rounds)
+        print(f"| {members} | {width} | {solo:.2f} | {together:.2f} | {solo / together:.2f} |", flush=True)
+
+    print("\n4. Memory: resident memory above the loaded data while a population of the Q2 network trains one epoch")
+    print("| K | MiB above the data | per member beyond the first, MiB |")
+    print("|---:|---:|---:|")
+    base = training_mib(1)
+    print(f"| 1 | {base:.0f} | |")
+    for members in (5, 20):
+        grown = training_mib(members)
+        print(f"| {members} | {grown:.0f} | {(grown - base) / (members - 1):.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

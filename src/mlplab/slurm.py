@@ -1,0 +1,92 @@
+"""SLURM jobs through submitit, as sweeps (``hydra/launcher=slurm``) and studies (``search.executor=slurm``)
+use them: an executor whose jobs run in this command's Python environment, one sacct call per poll for all
+of them, and what SLURM's ending of a job without a result means for its MLflow run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Optional, Sequence
+
+from .errors import MlplabError
+
+POLL_S = 1.0
+# SLURM's ending of a job that handed back no result → (its run's MLflow status, the run's ``status`` tag)
+LOST_STATES = {"CANCELLED": ("KILLED", "killed"), "TIMEOUT": ("KILLED", "killed"), "PREEMPTED": ("KILLED", "killed"),
+               "DEADLINE": ("KILLED", "killed"), "NODE_FAIL": ("KILLED", "killed"), "BOOT_FAIL": ("FAILED", "failed"),
+               "OUT_OF_MEMORY": ("FAILED", "failed"), "FAILED": ("FAILED", "failed")}
+
+
+def job_id() -> Optional[str]:
+    """The SLURM job this process runs in (``<array job>_<task>`` for an array task, as squeue shows it)."""
+    env = os.environ
+    if "SLURM_JOB_ID" not in env:
+        return None
+    return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}" if "SLURM_ARRAY_TASK_ID" in env else env["SLURM_JOB_ID"]
+
+
+def restarts() -> int:
+    """How many times SLURM has requeued the job this process runs in."""
+    return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+
+
+def executor(folder: str, params: dict[str, Any], max_num_timeout: int = 0):
+    """A submitit SLURM executor; ``params`` as submitit's (cpus_per_task, mem_gb, timeout_min, …, the others
+    prefixed ``slurm_``). ``setup`` None: the jobs activate the virtual environment this command runs in."""
+    import submitit
+
+    if shutil.which("sbatch") is None or shutil.which("srun") is None:
+        raise SubmissionError("cannot submit to SLURM: sbatch and srun are not installed here: run this on your "
+                              "cluster's login node (scripts/slurm-cluster.sh start makes a cluster on this machine)")
+    params = dict(params)
+    if params.get("setup") is None:
+        params["setup"] = [f"source {sys.prefix}/bin/activate"] if sys.prefix != sys.base_prefix else []
+    made = submitit.AutoExecutor(cluster="slurm", folder=folder, slurm_max_num_timeout=max_num_timeout)
+    shared = {"timeout_min", "cpus_per_task", "gpus_per_node", "tasks_per_node", "mem_gb", "nodes", "name",
+              "stderr_to_stdout"}
+    made.update_parameters(**{k if k in shared else f"slurm_{k}": v for k, v in params.items()})
+    return made
+
+
+class SubmissionError(MlplabError):
+    """sbatch refused the jobs, or is not there."""
+
+
+def submit_array(made, fn: Callable, *arguments: Sequence) -> list:
+    """``made.map_array(fn, *arguments)``: one array job; a refusal as one line saying what to do."""
+    import submitit
+
+    try:
+        return made.map_array(fn, *arguments)
+    except (submitit.core.utils.FailedJobError, subprocess.CalledProcessError, OSError) as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        said = next((line for line in reversed(lines) if "fatal" in line or "error:" in line), lines[-1] if lines else "")
+        raise SubmissionError(f"SLURM refused the jobs ({said}): check the partition, account and "
+                              "resources asked for, or SLURM_CONF (source the env file scripts/slurm-cluster.sh start writes)") from None
+
+
+def state_of(job) -> tuple[str, str]:
+    """(SLURM's state, e.g. ``CANCELLED by 0``; its first word, e.g. ``CANCELLED``)."""
+    state = (job.state or "UNKNOWN").upper()
+    return state, state.split()[0].rstrip("+")
+
+
+def wait_all(jobs: Sequence, on_end: Callable[[int, Any], None]) -> None:
+    """Until every job has ended: ``on_end(index, job)`` for each as it ends (in the order they end)."""
+    waiting = set(range(len(jobs)))
+    while waiting:
+        jobs[0].watcher.update()  # one sacct call for them all
+        for index in sorted(waiting):
+            if jobs[index].done():
+                waiting.discard(index)
+                on_end(index, jobs[index])
+        if waiting:
+            time.sleep(POLL_S)
+
+
+def cancel(jobs: Sequence) -> None:
+    for job in jobs:
+        job.cancel(check=False)
