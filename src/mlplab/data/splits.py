@@ -79,8 +79,8 @@ def load(cfg, device: torch.device) -> Splits:
     ``device``."""
     root, dataset = locate(cfg)
     check_idx_files(raw_dir(root, dataset))
-    parsed_train = dataset.torchvision_class(str(root), train=True, download=False)
-    parsed_test = dataset.torchvision_class(str(root), train=False, download=False)
+    parsed_train = dataset.torchvision_class(str(dataset.torchvision_root(root)), train=True, download=False)
+    parsed_test = dataset.torchvision_class(str(dataset.torchvision_root(root)), train=False, download=False)
     class_names = list(parsed_train.classes)
     full_train, test = _as_split(parsed_train, device), _as_split(parsed_test, device)
 
