@@ -1,5 +1,5 @@
 # The two commands of the README, plus the benchmark. Each target sets itself up first (idempotently).
-.PHONY: setup train test tracking-server slurm-cluster bench bench-tracking bench-search bench-engines bench-augment bench-soak bench-population bench-slurm assignment6 ui
+.PHONY: setup train test serve tracking-server slurm-cluster bench bench-tracking bench-search bench-engines bench-augment bench-soak bench-population bench-slurm assignment6 ui
 
 setup:
 	@scripts/setup.sh
@@ -47,6 +47,11 @@ bench-search: setup
 # The MLflow UI over the project's store, on http://127.0.0.1:5000 (loopback only).
 ui: setup
 	.venv/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+# A run's logged model over HTTP on 127.0.0.1 (PORT=5001): make serve RUN=<run id> (ids: .venv/bin/mlplab-runs)
+serve: setup
+	@test -n "$(RUN)" || { echo "make serve: give the run, e.g. make serve RUN=<run id> (ids: .venv/bin/mlplab-runs)" >&2; exit 2; }
+	.venv/bin/mlplab-serve $(RUN) --port $(or $(PORT),5001)
 
 # MLflow's server as jobs on a cluster share it (artifacts uploaded through it); here over the project store.
 # ARGS='--backend-store-uri postgresql://… --host …' for a cluster (scripts/tracking-server.sh).

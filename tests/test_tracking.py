@@ -99,8 +99,8 @@ def test_logged_model_loads_and_predicts_exactly_what_the_trained_model_predicts
     trained = build_model(cfg.model, cfg.loss.name, cfg.regularization.dropout)
     trained.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
     x = torch.rand(64, 784)
-    with torch.inference_mode():
-        assert torch.equal(loaded.eval()(x), trained.eval()(x))
+    with torch.inference_mode():  # the logged model wraps the very network trained (test_served_model.py: the rest)
+        assert torch.equal(loaded.net.eval()(x), trained.eval()(x))
     # The logged model carries the run's final metrics (the MLflow UI shows them on the model's page).
     model = client_for(mlflow_uri).get_logged_model(run.data.tags["model_uri"].removeprefix("models:/"))
     linked = {metric.key: metric.value for metric in model.metrics}

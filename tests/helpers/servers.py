@@ -1,5 +1,5 @@
-"""MLflow's tracking server for tests, started as users start it (scripts/tracking-server.sh) on a free
-127.0.0.1 port, and stopped (its whole process group) when the test ends."""
+"""Servers for tests — MLflow's tracking server, started as users start it (scripts/tracking-server.sh), and
+mlplab-serve's model server — each on a free 127.0.0.1 port, stopped (its whole process group) when the test ends."""
 
 from __future__ import annotations
 
@@ -23,25 +23,23 @@ def free_port() -> int:
 
 
 @contextmanager
-def tracking_server(backend_uri: str, artifacts: Path, start_s: float = 120) -> Iterator[str]:
-    """Yields the server's URL once ``/health`` answers."""
-    port = free_port()
-    log = artifacts.parent / f"tracking-server-{port}.log"
+def http_server(command: list[str], port: int, ready_path: str, log: Path, start_s: float = 120,
+                env: dict | None = None) -> Iterator[str]:
+    """Start ``command`` in its own process group; yield its URL once ``ready_path`` answers 200; stop the group."""
     with open(log, "wb") as out:
-        server = subprocess.Popen([str(SCRIPT), "--backend-store-uri", backend_uri, "--artifacts-destination",
-                                   str(artifacts), "--port", str(port)], stdout=out, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                  env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + start_s
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                with urllib.request.urlopen(f"{url}{ready_path}", timeout=2) as response:
                     if response.status == 200:
                         break
             except OSError:
                 if time.time() > deadline or server.poll() is not None:
-                    raise RuntimeError(f"mlflow server did not start: {log.read_text()[-3000:]}")
+                    raise RuntimeError(f"{command[0]} did not start: {log.read_text()[-3000:]}")
                 time.sleep(0.5)
         yield url
     finally:
@@ -51,3 +49,10 @@ def tracking_server(backend_uri: str, artifacts: Path, start_s: float = 120) -> 
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def tracking_server(backend_uri: str, artifacts: Path, start_s: float = 120):
+    """MLflow's tracking server over ``backend_uri``; yields its URL once ``/health`` answers."""
+    port = free_port()
+    return http_server([str(SCRIPT), "--backend-store-uri", backend_uri, "--artifacts-destination", str(artifacts),
+                        "--port", str(port)], port, "/health", artifacts.parent / f"tracking-server-{port}.log", start_s)

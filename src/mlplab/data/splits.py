@@ -38,6 +38,8 @@ class Splits:
     class_names: list[str]
     source: Path  # the folder the IDX files were read from
     background: float = 0.0  # a blank pixel's value after scaling (what random shifts fill in)
+    pixel_mean: float = 0.0  # x ← (x − pixel_mean) / pixel_std was applied to every split (0 and 1: not at all)
+    pixel_std: float = 1.0
 
     @property
     def input_size(self) -> int:
@@ -105,12 +107,13 @@ def load(cfg, device: torch.device) -> Splits:
     if cfg.expand:
         train = Split(torch.cat([train.x, shifted_copies(train.x)]), train.y.repeat(5))
 
-    background = 0.0
+    background, mean, std = 0.0, 0.0, 1.0
     if cfg.standardize:
         mean, std = train.x.mean(), train.x.std()
         for split in (train, validation, test):
             if split is not None:
                 split.x.sub_(mean).div_(std)
-        background = float(-mean / std)
+        background, mean, std = float(-mean / std), float(mean), float(std)
 
-    return Splits(train, validation, test, len(class_names), class_names, raw_dir(root, dataset), background)
+    return Splits(train, validation, test, len(class_names), class_names, raw_dir(root, dataset), background,
+                  mean, std)
