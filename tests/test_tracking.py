@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import gzip
 import hashlib
 import json
 import math
 import signal
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from mlplab.data.idx import IDX_FILES
 from mlplab.nn.model import build as build_model
 from mlplab.tracking.recorder import MlflowRecorder
 from mlplab.tracking.store import client_for
-from mlplab.tracking.run import flatten
+from mlplab.tracking.run import flatten, git_state, source_name
 from mlplab.training.loop import train
 
 
@@ -299,6 +301,26 @@ def test_runs_are_found_through_a_tracking_servers_rest_api(tiny_config, mlflow_
     artifacts = json.load(urllib.request.urlopen(
         f"{mlflow_server}/api/2.0/mlflow/artifacts/list?run_id={server_run.info.run_id}", timeout=10))
     assert "learning_curves.png" in {f["path"] for f in artifacts["files"]}
+    # What the UI reads for its Source, Created by, Git commit, Description and Datasets fields (all were empty)
+    for run in (served, found[local_run.info.run_id]):
+        tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+        assert tags["mlflow.source.name"] == source_name() and tags["mlflow.source.type"] == "LOCAL"
+        assert tags["mlflow.user"] == getpass.getuser() and tags["mlflow.source.git.commit"] == git_state()[0]
+        assert tags["mlflow.note.content"].startswith("A 784-100-10 sigmoid network (cross_entropy cost, sgd lr=1, "
+                                                      "mini-batches of 50) trained on Fashion-MNIST (600 training / "
+                                                      "100 validation / 200 test images). It ended finished after 1 of 1 "
+                                                      "epochs: validation ")
+        (dataset_input,) = run["inputs"]["dataset_inputs"]
+        dataset = dataset_input["dataset"]
+        assert (dataset["name"], dataset["digest"]) == ("Fashion-MNIST", tags["dataset_sha256"][:36])
+        assert json.loads(dataset["profile"]) == {"train": 600, "validation": 100, "test": 200,
+                                                  "sha256": tags["dataset_sha256"]}
+        assert dataset_input["tags"] == [{"key": "mlflow.data.context", "value": "training"}]
+
+
+def test_a_runs_source_is_the_command_that_made_it(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["/home/me/project/.venv/bin/mlplab-search", "search=q2_lr"])
+    assert source_name() == "mlplab-search"
 
 
 def test_four_processes_training_into_one_new_sqlite_store_lose_no_run_and_no_metric(data_root, tmp_path):

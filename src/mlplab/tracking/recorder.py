@@ -16,12 +16,14 @@ from typing import Optional
 
 from .. import interrupts
 from . import liveness
-from ..data.idx import checksum
+from ..data.idx import DATASETS, checksum
 from ..masking import mask_secrets
-from ..training.result import describe
+from ..nn.model import layer_string
+from ..training.result import describe, percent
 from .run import RUN_STATUS, TrackedRun, finite, now_ms, provenance
 from .store import resolve_uri
 
+MLFLOW_RUN_NOTE = "mlflow.note.content"  # the run's description in MLflow's UI
 SELECTION_METRIC = "final_val_accuracy"  # what a sweep's parent ranks its children by
 FLUSH_INTERVAL_S = 10.0  # a short run's epochs go in one batch at its end, a long run's reach the UI every 10 s
 EPOCH_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr")
@@ -38,6 +40,7 @@ class MlflowRecorder:
         self.parent_run_id, self.sweep_id, self.job_num = parent_run_id, sweep_id, job_num
         self.run = TrackedRun()
         self.pending_metrics: list = []  # written at most every FLUSH_INTERVAL_S, and at the end
+        self.sizes: Optional[dict] = None  # the splits' sizes, once the data is loaded
         self.last_flush = time.monotonic()
 
     @property
@@ -56,10 +59,13 @@ class MlflowRecorder:
         self.run.log_config(self.cfg)  # the run exists now: whatever stops this, end() closes it
 
     def on_data(self, splits, device) -> None:
+        digest = checksum(splits.source)
+        self.sizes = {"train": len(splits.train), "validation": len(splits.validation or []), "test": len(splits.test)}
         self.run.set_tags({
-            "dataset": self.cfg.data.name, "dataset_sha256": checksum(splits.source),
-            "dataset_sizes": f"train={len(splits.train)} val={len(splits.validation or [])} test={len(splits.test)}",
+            "dataset": self.cfg.data.name, "dataset_sha256": digest,
+            "dataset_sizes": f"train={self.sizes['train']} val={self.sizes['validation']} test={self.sizes['test']}",
             "device": str(device)})
+        self.run.log_dataset(DATASETS[self.cfg.data.name].title, digest, splits.source, self.sizes)
 
     def on_check(self, check: dict) -> None:
         from mlflow.entities import Metric
@@ -105,7 +111,8 @@ class MlflowRecorder:
                     self._fail_unfinished_models()
             try:
                 tags = {"status": result.status, **({"status_detail": result.detail} if result.detail else {}),
-                        **({"model_uri": model.model_uri} if model is not None else {})}
+                        **({"model_uri": model.model_uri} if model is not None else {}),
+                        MLFLOW_RUN_NOTE: description(self.cfg, result, self.sizes)}
                 self.pending_metrics += final_metrics(result, model.model_id if model is not None else None)
                 self.flush(tags)
             except Exception as error:  # noqa: BLE001 - the run is closed below all the same, never FINISHED
@@ -169,7 +176,6 @@ class MlflowRecorder:
         from mlflow.models import infer_signature
 
         from ..nn import classifier as classifier_module
-        from ..nn.model import layer_string
 
         model = classifier_module.Classifier(net.cpu().eval(), splits.pixel_mean, splits.pixel_std, splits.class_names)
         example = (splits.test.x[:2].cpu() * splits.pixel_std + splits.pixel_mean).clamp(0, 1).numpy()
@@ -203,9 +209,22 @@ INPUT_SCHEMA = "float32 pixels in [0, 1], shape (N, 784): each 28x28 image row b
 
 def model_name(cfg) -> str:
     """What MLflow lists the model as: ``mlplab-784-100-10-sigmoid``."""
-    from ..nn.model import layer_string
-
     return f"mlplab-{layer_string(cfg.model.sizes)}-{cfg.model.activation}"
+
+
+def description(cfg, result, sizes: Optional[dict]) -> str:
+    """The run's description in MLflow's UI: what was trained, on what, and how it ended."""
+    data = DATASETS[cfg.data.name].title
+    if sizes:
+        data += f" ({sizes['train']:,} training / {sizes['validation']:,} validation / {sizes['test']:,} test images)"
+    ending = f"{result.status} after {result.epochs_run} of {cfg.trainer.epochs} epochs"
+    if result.completed:
+        ending += f": validation {percent(result.val_accuracy)}, test {percent(result.test_accuracy)}"
+    elif result.detail:
+        ending += f" ({result.detail})"
+    return (f"A {layer_string(cfg.model.sizes)} {cfg.model.activation} network ({cfg.loss.name} cost, {cfg.optimizer.name} "
+            f"lr={cfg.optimizer.lr:g}, mini-batches of {cfg.trainer.batch_size}) trained on {data}. "
+            f"It ended {ending}.")
 
 
 def final_metrics(result, model_id: Optional[str]) -> list:

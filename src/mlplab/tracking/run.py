@@ -7,7 +7,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import getpass
+import json
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -42,10 +46,21 @@ def git_state() -> tuple[str, str]:
         return "unknown", "unknown"
 
 
+def source_name() -> str:
+    """The command that made a run, as MLflow's Source column shows it: ``mlplab-train``, ``mlplab-search``, …"""
+    return Path(sys.argv[0]).name if sys.argv and sys.argv[0] not in ("", "-c") else "python"
+
+
 def provenance(kind: str, overrides: Optional[Sequence[str]] = None, with_torch: bool = True) -> dict[str, str]:
-    """The tags every run carries: what made it (``mlplab.kind``), from which commit, with which overrides."""
+    """The tags every run carries: what made it (``mlplab.kind``), from which commit, with which overrides; and
+    the same in MLflow's own tags, which its UI shows as Source, Git commit and Created by."""
+    from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_SOURCE_NAME, MLFLOW_SOURCE_TYPE, MLFLOW_USER
+
     commit, dirty = git_state()
-    tags = {"mlplab.kind": kind, "git_commit": commit, "git_dirty": dirty}
+    tags = {"mlplab.kind": kind, "git_commit": commit, "git_dirty": dirty,
+            MLFLOW_SOURCE_NAME: source_name(), MLFLOW_SOURCE_TYPE: "LOCAL", MLFLOW_USER: user()}
+    if commit != "unknown":
+        tags[MLFLOW_GIT_COMMIT] = commit
     if overrides is not None:
         tags["overrides"] = mask_secrets(" ".join(overrides))
     if with_torch:  # runs that train have torch imported already; a sweep's parent need not import it
@@ -53,6 +68,13 @@ def provenance(kind: str, overrides: Optional[Sequence[str]] = None, with_torch:
 
         tags["torch_version"] = torch.__version__
     return tags
+
+
+def user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container's)
+        return f"uid {os.getuid()}"
 
 
 def finite(value: Any) -> bool:
@@ -121,6 +143,17 @@ class TrackedRun:
     def log_series(self, series: dict[str, Sequence[float]]) -> None:
         """Each key's values as steps 0, 1, 2, …"""
         self.log_metrics({key: dict(enumerate(values)) for key, values in series.items()})
+
+    def log_dataset(self, name: str, sha256: str, source: Path, profile: dict, context: str = "training") -> None:
+        """The data as an MLflow dataset input (the UI's Datasets column). MLflow's digest column holds 36
+        characters: the SHA-256's first 36 are the digest, the whole of it is in the profile."""
+        if self.run_id is None:
+            return
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        dataset = Dataset(name=name, digest=sha256[:36], source_type="local", source=json.dumps({"uri": str(source)}),
+                          profile=json.dumps({**profile, "sha256": sha256}))
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", context)])])
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         self.log_batch(tags=tags)
