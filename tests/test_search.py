@@ -252,6 +252,37 @@ def test_the_best_config_file_reruns_to_the_same_validation_accuracy_and_test_is
     assert rerun["val_accuracy"] == pytest.approx(best.value, abs=0)
 
 
+def test_trials_and_the_retrain_are_named_for_what_they_are_and_linked_both_ways(search_setup, mlflow_uri, tmp_path):
+    rates = [0.05, 1.0, 0.3]
+    user = ["trainer.epochs=2", "regularization=l2", "search.n_trials=3", "optimizer.lr=9"]  # as typed
+    base, search = search_setup(*grid(tmp_path, rates), "search.n_trials=3", "trainer.epochs=2", "regularization=l2")
+    run_study(base, search, tmp_path / "out", overrides=user)
+    study = study_of(search, tmp_path)
+    parent, runs = children(mlflow_uri)
+    by_role = {role: [r for r in runs if r.data.tags.get("mlplab.role") == role] for role in ("trial", "retrain")}
+    assert len(by_role["trial"]) == 3 and len(by_role["retrain"]) == 1
+    for trial in study.trials:
+        (run,) = [r for r in by_role["trial"] if r.data.tags["trial_number"] == str(trial.number)]
+        lr = trial.params["optimizer.lr"]
+        assert run.info.run_name == f"trial {trial.number} · lr={lr:.3g}"
+        # the user's overrides, less the search's own keys and the one the trial sets, then the trial's value
+        assert run.data.tags["overrides"] == f"trainer.epochs=2 regularization=l2 optimizer.lr={lr}"
+        assert trial.user_attrs["mlflow_run_id"] == run.info.run_id  # optuna-dashboard shows the way back
+    (retrain,) = by_role["retrain"]
+    best = study.best_trial
+    assert retrain.info.run_name == f"best of test_grid (trial {best.number}, retrained)"
+    assert retrain.data.tags["retrain_of_trial"] == str(best.number) and "trial_number" not in retrain.data.tags
+    assert study.metric_names == ["val_accuracy"]
+
+    # The parent: counts as tags, not metrics; best_value stepped by trial number, the best so far at each.
+    assert {parent.data.tags[k] for k in ("trials", "complete")} == {"3"} and parent.data.tags["pruned"] == "0"
+    assert not {"trials", "complete", "pruned", "fail"} & set(parent.data.metrics)
+    values = [t.value for t in sorted(study.trials, key=lambda t: t.number)]
+    expected = [(n, max(values[: n + 1])) for n in range(3)]
+    history = sorted((m.step, m.value) for m in client_for(mlflow_uri).get_metric_history(parent.info.run_id, "best_value"))
+    assert history == expected and parent.data.metrics["best_value"] == best.value
+
+
 def _trials_and_runs(storage, study_name, mlflow_uri):
     from mlplab.config import SearchConfig as S
     from mlplab.search.storage import make_storage

@@ -25,10 +25,10 @@ def summary_line(summary: dict[str, Any], metric: str) -> str:
 
 
 def task(cfg) -> Optional[float]:
-    app, out_dir, _ = hydra_job(cfg)
+    app, out_dir, overrides = hydra_job(cfg)
     base = TrainConfig(**{f.name: getattr(app, f.name) for f in dataclasses.fields(TrainConfig)})
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    summary = run_study(base, app.search, out_dir)
+    summary = run_study(base, app.search, out_dir, overrides)
     print(summary_line(summary, app.search.metric), flush=True)
     return summary.get("best_value")
 

@@ -21,7 +21,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import optuna
 from omegaconf import OmegaConf
@@ -59,6 +59,7 @@ class Context:
     out_dir: Path
     parent_run_id: Optional[str]
     deadline: Optional[float]
+    overrides: list = dataclasses.field(default_factory=list)  # the user's command-line training overrides
 
 
 # ---- one worker's trials -------------------------------------------------------------------------------
@@ -68,10 +69,13 @@ def load_study(ctx: Context) -> optuna.Study:
     tables and the study itself: the loser sees a duplicate and simply tries again, then loads."""
     for attempt in range(5):
         try:
-            return optuna.create_study(storage=make_storage(ctx.search), study_name=ctx.study_name,
+            study = optuna.create_study(storage=make_storage(ctx.search), study_name=ctx.study_name,
                                        sampler=make_sampler(ctx.search),
                                        pruner=make_pruner(ctx.search, ctx.base.trainer.epochs),
                                        direction=ctx.search.direction, load_if_exists=True)
+            if study.metric_names is None:  # optuna-dashboard then says "val_accuracy", not "Objective 0"
+                study.set_metric_names([ctx.search.metric])
+            return study
         except (optuna.exceptions.DuplicatedStudyError, ConfigError) as error:
             if attempt == 4 or (isinstance(error, ConfigError) and "Integrity" not in str(error)):
                 raise
@@ -125,8 +129,24 @@ def start_trial(trial: optuna.Trial, ctx: Context) -> TrialJob:
     job.cfg.trainer.evaluate_test = False  # selection on validation only; the test set waits for the best
     job.cfg.trainer.checkpoint = False
     if ctx.parent_run_id:
-        job.recorder = MlflowRecorder(job.cfg, job.overrides, ctx.parent_run_id, ctx.study_name, trial.number)
+        job.recorder = MlflowRecorder(job.cfg, with_user_overrides(ctx.overrides, job.overrides), ctx.parent_run_id,
+                                      ctx.study_name, trial.number, name=trial_run_name(trial.number, values),
+                                      tags={"mlplab.role": "trial", "trial_number": str(trial.number)})
     return job
+
+
+def trial_run_name(number: int, values: dict[str, Any]) -> str:
+    """``trial 3 · lr=0.25 width=500``: each key by its last part (unless two share it), numbers in 3 figures."""
+    last = [key.rsplit(".", 1)[-1] for key in values]
+    shown = [part if last.count(part) == 1 else key for key, part in zip(values, last)]
+    return f"trial {number} · " + " ".join(
+        f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}" for name, value in zip(shown, values.values()))
+
+
+def with_user_overrides(user: list[str], trial: list[str]) -> list[str]:
+    """What trained a trial, as one command line: the user's overrides, then the trial's values (which win)."""
+    keys = {item.split("=", 1)[0] for item in trial}
+    return [item for item in user if item.split("=", 1)[0].lstrip("+~") not in keys] + trial
 
 
 def pruning_report(trial: optuna.Trial, ctx: Context):
@@ -153,6 +173,8 @@ def judge(job: TrialJob, result, ctx: Context) -> None:
 
 
 def finish_trial(study: optuna.Study, job: TrialJob, ctx: Context) -> None:
+    if job.recorder.run_id:  # optuna-dashboard shows it beside the trial: the way back to its MLflow run
+        job.trial.set_user_attr("mlflow_run_id", job.recorder.run_id)
     tell(study, job.trial, job.value if job.state == optuna.trial.TrialState.COMPLETE else None, job.state)
     if job.recorder.run_id:
         records.tag_trial_run(ctx.base.tracking, job.recorder.run_id, job.trial.number, job.state.name)
@@ -414,16 +436,18 @@ def open_parent_run(ctx: Context, study: optuna.Study) -> Optional[str]:
         return run.run_id
 
 
-def run_study(base, search, out_dir: Path) -> dict[str, Any]:
+def run_study(base, search, out_dir: Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Run ``search`` (a ``config.SearchConfig``) over the training config ``base``: ``search.workers``
-    processes on this machine share the study; then the summary (and the best configuration retrained)."""
+    processes on this machine share the study; then the summary (and the best configuration retrained).
+    ``overrides``: the user's command line, recorded with each trial's own values."""
     check_space(base, search.space)
     if not base.data.validation_size:
         raise ConfigError("data.validation_size=0 leaves a search nothing to choose on: keep a validation split, "
                           "e.g. data.validation_size=10000")
     study_name = search.study_name or search.name
     deadline = time.time() + search.timeout if search.timeout else None
-    ctx = Context(base, search, study_name, out_dir, None, deadline)
+    ctx = Context(base, search, study_name, out_dir, None, deadline,
+                  [o for o in overrides if not o.lstrip("+~").startswith(("search.", "search=", "hydra."))])
     study = load_study(ctx)
     ctx.parent_run_id = open_parent_run(ctx, study)
     status = "FAILED"
@@ -455,8 +479,11 @@ def summarize(study: optuna.Study, ctx: Context) -> dict[str, Any]:
     summary.update({"best_trial": best.number, "best_value": best.value, "best_params": best.params})
     best_cfg = apply(ctx.base, best.params)
     if ctx.search.final_test:
-        recorder = (MlflowRecorder(best_cfg, [f"{k}={v}" for k, v in best.params.items()], ctx.parent_run_id,
-                                   ctx.study_name, best.number) if ctx.parent_run_id else NoRecorder())
+        recorder = (MlflowRecorder(best_cfg, with_user_overrides(ctx.overrides, [f"{k}={v}" for k, v in best.params.items()]),
+                                   ctx.parent_run_id, ctx.study_name, best.number,
+                                   name=f"best of {ctx.study_name} (trial {best.number}, retrained)",
+                                   tags={"mlplab.role": "retrain", "retrain_of_trial": str(best.number)})
+                    if ctx.parent_run_id else NoRecorder())
         final = train(best_cfg, ctx.out_dir / "best", quiet=True, recorder=recorder)
         summary.update({"best_test_accuracy": final.test_accuracy, "best_retrained_val_accuracy": final.val_accuracy})
         log.info("best configuration retrained once: %s", summary_line(best_cfg, final, ctx.out_dir / "best"))
@@ -464,8 +491,21 @@ def summarize(study: optuna.Study, ctx: Context) -> dict[str, Any]:
         summary["experiment_file"] = str(write_experiment(best_cfg, ctx, best))
     if ctx.parent_run_id:
         figures = study_figures(study, list(ctx.search.space), ctx.out_dir / "study-figures")
-        records.record_study(records.existing(ctx.base.tracking, ctx.parent_run_id), summary, figures)
+        records.record_study(records.existing(ctx.base.tracking, ctx.parent_run_id), summary, figures,
+                             best_so_far(study))
     return summary
+
+
+def best_so_far(study: optuna.Study) -> list[tuple[int, float]]:
+    """(trial number, the best value up to it) after each completed trial: the study's history, as steps."""
+    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+    history, best = [], None
+    for trial in sorted(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)),
+                        key=lambda t: t.number):
+        if best is None or sign * trial.value > sign * best:
+            best = trial.value
+        history.append((trial.number, best))
+    return history
 
 
 def write_experiment(cfg, ctx: Context, best: optuna.trial.FrozenTrial) -> Path:

@@ -35,8 +35,10 @@ def run_name(cfg) -> str:
 
 class MlflowRecorder:
     def __init__(self, cfg, overrides: list[str], parent_run_id: Optional[str] = None,
-                 sweep_id: Optional[str] = None, job_num: Optional[int] = None, tags: Optional[dict] = None):
+                 sweep_id: Optional[str] = None, job_num: Optional[int] = None, tags: Optional[dict] = None,
+                 name: Optional[str] = None):
         self.cfg, self.overrides, self.tags = cfg, overrides, dict(tags or {})
+        self.name = name or run_name(cfg)  # the run's name in MLflow
         self.parent_run_id, self.sweep_id, self.job_num = parent_run_id, sweep_id, job_num
         self.run = TrackedRun()
         self.pending_metrics: list = []  # written at most every FLUSH_INTERVAL_S, and at the end
@@ -55,7 +57,7 @@ class MlflowRecorder:
             tags[MLFLOW_PARENT_RUN_ID] = self.parent_run_id
         if self.sweep_id is not None:
             tags.update({"sweep_id": self.sweep_id, "job_num": str(self.job_num)})
-        self.run = TrackedRun.open(self.cfg.tracking, run_name(self.cfg), tags)
+        self.run = TrackedRun.open(self.cfg.tracking, self.name, tags)
         self.run.log_config(self.cfg)  # the run exists now: whatever stops this, end() closes it
 
     def on_data(self, splits, device) -> None:
@@ -146,7 +148,7 @@ class MlflowRecorder:
         folder.mkdir(exist_ok=True)
         (folder / "config.yaml").write_text(mask_secrets(OmegaConf.to_yaml(OmegaConf.structured(self.cfg))))
         (folder / "overrides.yaml").write_text(mask_secrets(OmegaConf.to_yaml(OmegaConf.create(list(self.overrides)))))
-        title = run_name(self.cfg)
+        title = self.name
         if self.cfg.tracking.plots and result.history:
             run_figures.learning_curves(result.history, folder / "learning_curves.png", title)
             if result.history[0].get("diagnostics"):

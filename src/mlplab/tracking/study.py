@@ -10,8 +10,9 @@ from . import liveness
 from .run import TrackedRun, close_running_children, now_ms, provenance
 from .store import client_for, resolve_uri
 
-SUMMARY_METRICS = ("best_value", "best_test_accuracy", "best_retrained_val_accuracy", "trials", "complete",
-                   "pruned", "fail")
+SUMMARY_METRICS = ("best_test_accuracy", "best_retrained_val_accuracy")  # metrics of the parent; ``best_value``
+# is a metric too, stepped by trial number; the counts are tags (as metrics the UI drew them as bar charts)
+SUMMARY_COUNTS = ("trials", "complete", "pruned", "fail")
 
 
 def open_study_run(tracking, study_name: str, tags: dict[str, str]) -> TrackedRun:
@@ -43,15 +44,21 @@ def tag_trial_run(tracking, run_id: str, trial_number: int, state: str) -> None:
         {"trial_number": str(trial_number), "trial_state": state})
 
 
-def record_study(parent: TrackedRun, summary: dict[str, Any], figures: Sequence[Path]) -> None:
-    """The study's summary on its parent run: counts and the best value as metrics, the best params as
-    ``best.<key>`` params (a resumed study keeps its first record of each), and the figures."""
+def record_study(parent: TrackedRun, summary: dict[str, Any], figures: Sequence[Path],
+                 best_so_far: Sequence[tuple[int, float]] = ()) -> None:
+    """The study's summary on its parent run: ``best_value`` stepped by trial number (the best up to each
+    completed trial, so the UI draws the study's history), the retrained best's figures as metrics, the counts
+    as tags, the best params as ``best.<key>`` params (a resumed study keeps its first record of each), and the
+    figures. A resumed study adds only the steps it has not recorded yet."""
     from mlflow.entities import Metric
 
     now = now_ms()
-    parent.log_batch([Metric(key, float(summary[key]), now, 0) for key in SUMMARY_METRICS
-                      if isinstance(summary.get(key), (int, float))],
-                     {"best_trial": str(summary["best_trial"])})
+    recorded = {m.step for m in parent.client.get_metric_history(parent.run_id, "best_value")}
+    metrics = [Metric("best_value", float(value), now, number) for number, value in best_so_far if number not in recorded]
+    metrics += [Metric(key, float(summary[key]), now, 0) for key in SUMMARY_METRICS
+                if isinstance(summary.get(key), (int, float))]
+    parent.log_batch(metrics, {"best_trial": str(summary["best_trial"]),
+                               **{key: str(summary.get(key, 0)) for key in SUMMARY_COUNTS}})
     existing = parent.client.get_run(parent.run_id).data.params
     parent.log_params({f"best.{k}": str(v) for k, v in summary["best_params"].items() if f"best.{k}" not in existing})
     for path in figures:
