@@ -75,11 +75,11 @@ def test_adam_members_match_and_a_diverging_member_stops_alone(tiny_config, tmp_
     members, solos = solo_and_population(cfgs, tmp_path)
     assert [m.result.status for m in members] == [s.status for s in solos] == ["finished", "diverged", "finished"]
     assert members[1].result.detail == solos[1].detail  # the same epoch and image
-    for k in (0, 2):
-        assert relative_difference(weights(tmp_path / f"member{k}"), weights(tmp_path / f"solo{k}")) < 1e-5
-    # η = 1e30 turns a gradient's last-bit rounding (batched GEMM against the solo one) into ~3e-5 of the weights
-    # (seen in CI): the diverged member agrees to 1e-3, and is saved finite
-    assert relative_difference(weights(tmp_path / "member1"), weights(tmp_path / "solo1")) < 1e-3
+    # Adam's step m̂/(√v̂ + ε) is about ±η whatever a gradient's size, so the last-bit rounding of the batched
+    # GEMM against the solo one grows with η: measured 7e-7 (η = 0.001), 2e-6 (0.003), 1.1e-5 (0.01) here, and
+    # 2.9e-5 for the diverging member in CI. A wrong update (no bias correction, say) is off by far more.
+    for k in range(3):
+        assert relative_difference(weights(tmp_path / f"member{k}"), weights(tmp_path / f"solo{k}")) < 1e-4
     assert all(torch.isfinite(w).all() for w in weights(tmp_path / "member1").values())
 
 
