@@ -206,6 +206,17 @@ def test_a_two_job_multirun_is_one_parent_with_two_children_and_the_best_recorde
     assert parent.data.metrics["best_final_val_accuracy"] == best.data.metrics["final_val_accuracy"]
     assert parent.data.tags["best_overrides"] == best.data.tags["overrides"]
     assert "optimizer.lr=3.0" in parent.data.tags["best_overrides"]
+    # the swept key and its values as the parent's params, and a figure of the metric against it
+    assert parent.data.tags["swept_keys"] == "optimizer.lr" and parent.data.params == {"swept.optimizer.lr": "0.01, 3.0"}
+    figure = Path(client_for(mlflow_uri).download_artifacts(parent.info.run_id, "sweep_final_val_accuracy.png", str(tmp_path)))
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 10_000
+    # and the sweep's last line names its best job, its figures and its run
+    job = best.data.tags["job_num"]
+    record = json.loads((tmp_path / "sweep" / job / "result.json").read_text())
+    assert run.stdout.strip().splitlines()[-1] == (
+        f"sweep q2-default: 2 jobs (2 finished); best job {job} (optimizer.lr={best.data.params['optimizer.lr']}): "
+        f"val {100 * record['val_accuracy']:.2f}%, test {100 * record['test_accuracy']:.2f}%, MLflow run "
+        f"{best.info.run_id} → {tmp_path / 'sweep' / job / 'result.json'}")
 
 
 def test_two_parallel_jobs_on_one_sqlite_store_lose_nothing(data_root, mlflow_uri, tmp_path):

@@ -22,23 +22,15 @@ from ..errors import MlplabError, debugging
 from ..masking import mask_secrets
 from ..tracking.recorder import SELECTION_METRIC, MlflowRecorder
 from ..tracking import liveness
+from ..tracking.run import distinguishing_params
 from ..tracking.store import client_for, default_uri
 from ..training.loop import train
 from ..training.result import summary_line
 from .hydra_app import explain
 
-NOISY_PARAMS = ("tracking.", "trainer.progress", "trainer.resume", "data.root")  # never what tells runs apart
-
 
 class RunsError(MlplabError):
     pass
-
-
-def distinguishing_params(runs) -> list[str]:
-    """The params whose values differ between the listed runs, in a stable order."""
-    keys = sorted({k for run in runs for k in run.data.params})
-    return [k for k in keys if not k.startswith(NOISY_PARAMS)
-            and len({run.data.params.get(k) for run in runs}) > 1]
 
 
 def _format(value: Optional[float], percent: bool) -> str:

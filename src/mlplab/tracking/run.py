@@ -33,6 +33,16 @@ def flatten(config: dict) -> dict[str, str]:
     return {key: mask_secrets(str(value))[:MAX_PARAM_CHARS] for key, value in dotted(config).items()}
 
 
+NOISY_PARAMS = ("tracking.", "trainer.progress", "trainer.resume", "data.root")  # never what tells runs apart
+
+
+def distinguishing_params(runs) -> list[str]:
+    """The params whose values differ between ``runs`` (MLflow runs), in a stable order."""
+    keys = sorted({k for run in runs for k in run.data.params})
+    return [k for k in keys if not k.startswith(NOISY_PARAMS)
+            and len({run.data.params.get(k) for run in runs}) > 1]
+
+
 @functools.lru_cache(maxsize=1)
 def git_state() -> tuple[str, str]:
     """(commit, "true"/"false" for uncommitted changes to tracked files), or ("unknown", "unknown")."""

@@ -3,6 +3,7 @@ job's run its nested child, and the best child recorded on the parent when the s
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -11,7 +12,8 @@ from hydra.experimental.callback import Callback
 from ..files import write_text
 from ..training.recorder import NoRecorder, Recorder
 from .recorder import SELECTION_METRIC, MlflowRecorder
-from .run import TrackedRun, now_ms, provenance
+from ..training.result import sweep_summary_line
+from .run import TrackedRun, distinguishing_params, now_ms, provenance
 
 PARENT_RUN_FILE = ".mlflow_parent_run_id"  # written into a sweep's directory for its jobs to find
 _open_sweeps: list[TrackedRun] = []  # the parents of sweeps this process has started
@@ -31,6 +33,7 @@ class SweepCallback(Callback):
 
     def on_multirun_end(self, config, **kwargs) -> None:
         close_open_sweeps("FINISHED")
+        print(sweep_summary_line(Path(str(config.hydra.sweep.dir)).resolve(), config.name), flush=True)
 
 
 def close_open_sweeps(status: str) -> None:
@@ -54,6 +57,13 @@ def summarize_sweep(parent: TrackedRun) -> Optional[Any]:
                                   order_by=[f"metrics.{SELECTION_METRIC} DESC"], max_results=5000)
     ranked = [c for c in children if SELECTION_METRIC in c.data.metrics]
     tags, metrics = {"children": str(len(children))}, []
+    swept = distinguishing_params(children)
+    if swept:  # the keys the sweep varied, with their values, as the parent's params; and its figure
+        tags["swept_keys"] = " ".join(swept)
+        parent.log_params({f"swept.{key}": ", ".join(values_of(children, key)) for key in swept})
+        if ranked:
+            with tempfile.TemporaryDirectory(prefix="mlplab-sweep-") as folder:
+                parent.log_artifact(sweep_figure(parent, ranked, swept, Path(folder)))
     if ranked:
         best, now = ranked[0], now_ms()
         metrics = [Metric(f"best_{SELECTION_METRIC}", best.data.metrics[SELECTION_METRIC], now, 0)]
@@ -63,6 +73,25 @@ def summarize_sweep(parent: TrackedRun) -> Optional[Any]:
                      "best_overrides": best.data.tags.get("overrides", "")})
     parent.log_batch(metrics, tags)
     return ranked[0] if ranked else None
+
+
+def values_of(runs, key: str) -> list[str]:
+    """The distinct values ``runs`` took for param ``key``: in numeric order when they are all numbers."""
+    values = list(dict.fromkeys(run.data.params.get(key, "-") for run in runs))
+    try:
+        return sorted(values, key=float)
+    except ValueError:
+        return values
+
+
+def sweep_figure(parent: TrackedRun, ranked, swept: list[str], folder: Path) -> Path:
+    """``final_val_accuracy`` of each child against each swept key (matplotlib: drawn once per sweep)."""
+    from ..figures import mpl
+
+    points = {key: [(run.data.params.get(key, "-"), run.data.metrics[SELECTION_METRIC]) for run in ranked]
+              for key in swept}
+    name = parent.client.get_run(parent.run_id).info.run_name or "sweep"
+    return mpl.metric_against_keys(points, folder / f"sweep_{SELECTION_METRIC}.png", SELECTION_METRIC, name)
 
 
 def parent_run_of(sweep_dir: Path) -> Optional[str]:

@@ -96,3 +96,39 @@ def summary_line(cfg, result: Result, out_dir: Path) -> str:
     return (f"{cfg.name} {describe(cfg)}: {result.status} after {result.epochs_run} epochs in {result.train_seconds:.1f}s"
             f" — val {percent(result.val_accuracy)}, test {percent(result.test_accuracy)}"
             f"{'' if result.test_loss is None else f' (loss {result.test_loss:.4f})'} → {out_dir / 'result.json'}")
+
+
+def sweep_summary_line(sweep_dir: Path, name: str) -> str:
+    """The line a sweep ends with: how its jobs ended, and the best job by validation accuracy — the keys it
+    was swept on, its figures, its MLflow run and its record. Read from the jobs' result.json files, so it is
+    the same with tracking on or off, on one machine or a cluster."""
+    import json
+    from collections import Counter
+
+    import yaml
+
+    jobs = []
+    for path in sorted(sweep_dir.glob("*/result.json"), key=lambda p: (len(p.parent.name), p.parent.name)):
+        try:
+            jobs.append((path.parent, json.loads(path.read_text())))
+        except (OSError, ValueError):
+            continue  # a record being written or cut short: the count says so
+    endings = Counter(record.get("status", "unknown") for _, record in jobs)
+    line = f"sweep {name}: {len(jobs)} jobs ({', '.join(f'{n} {status}' for status, n in endings.most_common())})"
+    ranked = [(folder, record) for folder, record in jobs if record.get("val_accuracy") is not None]
+    if not ranked:
+        return line + "; no job has a validation accuracy"
+    overrides = {}
+    for folder, _ in ranked:
+        try:
+            listed = yaml.safe_load((folder / ".hydra" / "overrides.yaml").read_text()) or []
+        except (OSError, yaml.YAMLError):
+            listed = []
+        overrides[folder] = dict(item.split("=", 1) for item in listed if "=" in item)
+    swept = sorted({key for o in overrides.values() for key in o if len({o.get(key) for o in overrides.values()}) > 1})
+    folder, best = max(ranked, key=lambda entry: entry[1]["val_accuracy"])
+    line += (f"; best job {folder.name} ({' '.join(f'{k}={overrides[folder].get(k, chr(45))}' for k in swept) or 'the only one'}):"
+             f" val {percent(best['val_accuracy'])}, test {percent(best.get('test_accuracy'))}")
+    if best.get("mlflow_run_id"):
+        line += f", MLflow run {best['mlflow_run_id']}"
+    return line + f" → {folder / 'result.json'}"
