@@ -23,6 +23,21 @@ def test_a_run_prints_one_summary_line_and_writes_result_json(data_root, tmp_pat
     assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
 
 
+def test_a_tracked_runs_last_line_gives_its_mlflow_run_and_a_servers_ui_page(data_root, mlflow_uri, tmp_path):
+    run = run_cli([*tiny_overrides(data_root), "tracking=local", f"tracking.uri={mlflow_uri}", "tracking.experiment=cli",
+                   f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    run_id = json.loads((tmp_path / "run" / "result.json").read_text())["mlflow_run_id"]
+    assert run.stdout.strip().splitlines()[-1].endswith(f"result.json · MLflow run {run_id}")
+    # on a server, the UI's page for the run follows (a password in the URI masked)
+    from helpers.configs import compose_config
+    from mlplab.training.result import Result, summary_line
+
+    cfg = compose_config([*tiny_overrides(data_root), "tracking=server", "tracking.uri=http://me:secret@127.0.0.1:5000/"])
+    line = summary_line(cfg, Result("finished", mlflow_run_id="abc123"), tmp_path)
+    assert line.endswith("· MLflow run abc123 (http://me:***@127.0.0.1:5000/#/runs/abc123)")
+
+
 def test_multirun_over_two_learning_rates_gives_two_jobs_with_different_results(data_root, tmp_path):
     sweep = tmp_path / "sweep"
     run = run_cli(["-m", *tiny_overrides(data_root), "optimizer.lr=0.01,3.0", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..files import write_json
+from ..masking import mask_secrets
 from ..nn.model import layer_string
 
 STATUSES = ("finished", "diverged", "early_stopped", "killed", "failed", "pruned")
@@ -92,10 +93,17 @@ def describe(cfg) -> str:
 
 
 def summary_line(cfg, result: Result, out_dir: Path) -> str:
-    """The one line a finished job prints."""
-    return (f"{cfg.name} {describe(cfg)}: {result.status} after {result.epochs_run} epochs in {result.train_seconds:.1f}s"
+    """The one line a finished job prints: its figures, its record, and its MLflow run (with the UI's page for
+    it when the store is a server)."""
+    line = (f"{cfg.name} {describe(cfg)}: {result.status} after {result.epochs_run} epochs in {result.train_seconds:.1f}s"
             f" — val {percent(result.val_accuracy)}, test {percent(result.test_accuracy)}"
             f"{'' if result.test_loss is None else f' (loss {result.test_loss:.4f})'} → {out_dir / 'result.json'}")
+    if result.mlflow_run_id:
+        line += f" · MLflow run {result.mlflow_run_id}"
+        uri = cfg.tracking.uri or ""
+        if uri.startswith(("http://", "https://")):  # MLflow's UI opens a run by id alone at #/runs/<id>
+            line += f" ({mask_secrets(uri.rstrip('/'))}/#/runs/{result.mlflow_run_id})"
+    return line
 
 
 def sweep_summary_line(sweep_dir: Path, name: str) -> str:
