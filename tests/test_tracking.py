@@ -259,15 +259,51 @@ def test_a_diverging_job_is_failed_with_its_reason_and_the_sweep_goes_on(data_ro
     assert parent.data.tags["best_run_id"] == fine.info.run_id
 
 
-def test_mlplab_runs_lists_runs_best_first_with_what_distinguishes_them(tiny_config, mlflow_uri, tmp_path):
+def test_mlplab_runs_lists_runs_best_first_within_80_columns_with_what_distinguishes_them(tiny_config, mlflow_uri, tmp_path):
     from mlplab.apps.runs import list_runs
 
-    for lr in ("0.01", "3.0"):
-        record(tracked(tiny_config, mlflow_uri, f"optimizer.lr={lr}"), tmp_path / lr)
-    text = list_runs(mlflow_uri, "tests", "final_val_accuracy", 20, "train").splitlines()
-    assert text[0].split()[:4] == ["run", "name", "status", "final_val_accuracy"]
-    assert "optimizer.lr=3.0" in text[2] and "optimizer.lr=0.01" in text[3]  # best first
-    assert "trainer.epochs" not in text[2]  # equal in both runs: not shown
+    for lr, l2 in (("0.0123456", "5.0"), ("3.0", "0.0")):
+        record(tracked(tiny_config, mlflow_uri, f"optimizer.lr={lr}", f"regularization.l2={l2}",
+                       f"tracking.run_name=a very long run name that a user typed to remember lr {lr}"), tmp_path / lr)
+    text = list_runs(mlflow_uri, "tests", None, 20, "train").splitlines()
+    assert all(len(line) <= 80 for line in text), "\n".join(text)
+    assert text[0].split() == ["run", "kind", "status", "val%", "test%", "ep", "sec", "name", "differs"]
+    best, other = text[2], text[3]
+    # best first; the differing keys by their last part, values to 3 figures; equal keys and noise left out
+    assert best.endswith("lr=3 l2=0") and other.endswith("lr=0.0123 l2=5")
+    assert "epochs" not in best and "tracking" not in best and "a very long" in best and "…" in best
+    finals = sorted((r.data.metrics["final_val_accuracy"] for r in client_for(mlflow_uri).search_runs(
+        [client_for(mlflow_uri).get_experiment_by_name("tests").experiment_id])), reverse=True)
+    assert best.split()[3] == f"{100 * finals[0]:.1f}" and best.split()[1] == "-"  # rounded; not part of a sweep
+
+
+def test_mlplab_runs_lists_studies_with_their_trials_and_best_params(search_setup_for_runs, mlflow_uri, tmp_path):
+    from mlplab.apps.runs import list_runs
+
+    text = list_runs(mlflow_uri, "tests", None, 20, "study").splitlines()
+    assert all(len(line) <= 80 for line in text)
+    assert text[0].split() == ["run", "kind", "status", "best", "test%", "trials", "name", "differs"]
+    assert len(text) == 4 and {line.split()[5] for line in text[2:]} == {"2"}
+    assert "study s0" in text[2] + text[3] and "lr=" in text[2]  # the best params tell the two studies apart
+    trials = list_runs(mlflow_uri, "tests", None, 20, "train").splitlines()
+    kinds = sorted(" ".join(line.split()[1:3]) for line in trials[2:])
+    assert [k for k in kinds if k.startswith("trial")] == ["trial 0", "trial 0", "trial 1", "trial 1"]
+    assert len([k for k in kinds if k.startswith("best ")]) == 2  # each study's retrained best
+
+
+@pytest.fixture
+def search_setup_for_runs(data_root, mlflow_uri, tmp_path):
+    """Two finished two-trial studies with different learning rates in the test store."""
+    from test_search import compose_search, grid
+
+    from mlplab.search.study import run_study
+
+    for name, rates in (("s0", [0.05, 1.0]), ("s1", [0.1, 0.5])):
+        base, search = compose_search([*tiny_overrides(data_root), "tracking=local", f"tracking.uri={mlflow_uri}",
+                                       "tracking.experiment=tests", f"search.storage={tmp_path / 'study.journal'}",
+                                       f"search.experiment_dir={tmp_path / 'experiment'}", "search.seed=0",
+                                       *grid(tmp_path / name, rates), "search.n_trials=2", f"search.study_name={name}"])
+        run_study(base, search, tmp_path / name / "out")
 
 
 def test_a_rerun_from_the_record_reproduces_the_run_exactly(tiny_config, mlflow_uri, tmp_path):
