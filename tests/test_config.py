@@ -55,6 +55,39 @@ def test_the_contract_options_exist():
     assert {"nielsen_ch1", "nielsen_ch3", "q2_shallow", "q3_improved"} <= set(PRESETS)
 
 
+def test_every_default_choice_is_in_its_registry():
+    """Defaults are not looked up when a config is built (config.chosen): they must be right by construction."""
+    import dataclasses
+
+    from mlplab import config
+    from mlplab.nn.activations import ACTIVATIONS
+    from mlplab.nn.costs import COSTS, OUTPUTS
+    from mlplab.nn.initializers import BIAS_INITIALIZERS, WEIGHT_INITIALIZERS
+    from mlplab.search.samplers import PRUNERS, SAMPLERS
+    from mlplab.training.engines import ENGINES
+    from mlplab.training.optim import OPTIMIZERS, SCHEDULES
+
+    def default(cls, name):
+        return next(f.default for f in dataclasses.fields(cls) if f.name == name)
+
+    assert default(config.ModelConfig, "activation") in ACTIVATIONS
+    assert default(config.ModelConfig, "output") in ("auto", *OUTPUTS)
+    assert default(config.LossConfig, "name") in COSTS
+    assert default(config.InitializerConfig, "weights") in WEIGHT_INITIALIZERS
+    assert default(config.InitializerConfig, "biases") in BIAS_INITIALIZERS
+    assert default(config.OptimizerConfig, "name") in OPTIMIZERS
+    assert default(config.ScheduleConfig, "name") in SCHEDULES
+    assert default(config.TrainerConfig, "engine") in ENGINES
+    assert default(config.SearchConfig, "sampler") in SAMPLERS and default(config.SearchConfig, "pruner") in PRUNERS
+
+
+def test_a_choice_that_is_not_the_default_is_still_checked_in_one_line():
+    from mlplab import config
+
+    with pytest.raises(ConfigError, match=r"^model.activation='swish' is not known: use one of step, sigmoid"):
+        config.ModelConfig(activation="swish")
+
+
 @pytest.mark.parametrize("group, option", OPTIONS)
 def test_every_group_option_composes_and_trains_one_epoch(tiny_config, tmp_path, group, option):
     cfg = tiny_config(f"{group}={option}")

@@ -22,7 +22,6 @@ from hydra.core.utils import JobReturn, JobRuntime, JobStatus, _save_config, con
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from ..training.population import groups
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +72,8 @@ class PopulationLauncher(Launcher):
             configs.append(config)
         populations: Optional[Populations] = getattr(self.task_function, "populations", None)
         keys = [populations.key(self._task_cfg(c)) if populations else None for c in configs]
+        from ..training.population import groups  # torch: only once a sweep is launched, not for completion
+
         grouped = groups(keys, self.max_members)
         sizes = [len(g) for g in grouped if len(g) > 1]
         log.info(f"Launching {len(configs)} jobs locally: {len(sizes)} population(s) of {sizes or 0} members, "

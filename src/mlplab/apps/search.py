@@ -5,10 +5,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
-import optuna
-
-from ..config import TrainConfig
-from ..search.study import run_study
 from .hydra_app import hydra_job, run_hydra_app
 
 
@@ -25,6 +21,11 @@ def summary_line(summary: dict[str, Any], metric: str) -> str:
 
 
 def task(cfg) -> Optional[float]:
+    import optuna  # Optuna, torch and MLflow only once a study runs: completion and --help answer at once
+
+    from ..config import TrainConfig
+    from ..search.study import run_study
+
     app, out_dir, overrides = hydra_job(cfg)
     base = TrainConfig(**{f.name: getattr(app, f.name) for f in dataclasses.fields(TrainConfig)})
     optuna.logging.set_verbosity(optuna.logging.WARNING)

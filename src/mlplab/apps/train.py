@@ -7,15 +7,19 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from ..tracking.sweep import close_open_sweeps, recorder_for
-from ..training.loop import train
-from ..training.result import summary_line
 from .hydra_app import EXIT_DIVERGED, hydra_job, in_multirun, run_hydra_app
 from .launcher import LaunchedJob
+
+# Training's modules (torch, MLflow: ~1.5 s) are imported where a job runs, so that shell completion and
+# --help answer at once.
 
 
 def task(cfg) -> Optional[float]:
     from hydra.core.hydra_config import HydraConfig
+
+    from ..tracking.sweep import recorder_for
+    from ..training.loop import train
+    from ..training.result import summary_line
 
     typed, out_dir, overrides = hydra_job(cfg)
     multirun = in_multirun()
@@ -48,7 +52,9 @@ class TrainPopulations:
     @staticmethod
     def run(jobs: list[LaunchedJob]) -> list[object]:
         from ..config import to_typed
+        from ..tracking.sweep import recorder_for
         from ..training.population import train_population
+        from ..training.result import summary_line
 
         typed = [to_typed(job.cfg) for job in jobs]
         population = {"population": f"{jobs[0].sweep_dir}:{','.join(str(job.job_num) for job in jobs)}",
@@ -68,6 +74,12 @@ class TrainPopulations:
             print(summary_line(cfg, member.result, job.out_dir), flush=True)
             outcomes.append(member.result.val_accuracy)
         return outcomes
+
+
+def close_open_sweeps(status: str) -> None:
+    from ..tracking.sweep import close_open_sweeps as close
+
+    close(status)
 
 
 def main() -> None:
