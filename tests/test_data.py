@@ -161,3 +161,15 @@ def test_decompressed_files_match_the_gz_source(data_root):
     for name in idx.IDX_FILES:
         with gzip.open(raw / f"{name}.gz", "rb") as packed:
             assert packed.read() == (unpacked / name).read_bytes()
+
+
+@pytest.mark.parametrize("name", ["fashion_mnist", "mnist"])
+def test_idx_files_are_read_as_torchvision_reads_them_with_its_class_names(data_root, name):
+    """mlplab parses the IDX files itself (importing torchvision costs ~1.1 s a job): torchvision is the
+    independent reading they are compared with."""
+    dataset = idx.DATASETS[name]
+    raw = data_module.load(config(data_root, name=name), CPU).source  # the .gz files unpacked, as torchvision wants
+    parsed = dataset.torchvision_class(str(raw.parent.parent), train=False, download=False)
+    assert torch.equal(idx.read_idx(raw / "t10k-images-idx3-ubyte"), parsed.data)
+    assert torch.equal(idx.read_idx(raw / "t10k-labels-idx1-ubyte").long(), parsed.targets)
+    assert list(dataset.class_names) == list(parsed.classes)

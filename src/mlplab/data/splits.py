@@ -9,15 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from ..errors import DataError
-from .idx import check_idx_files, locate, raw_dir
-
-if TYPE_CHECKING:
-    from torchvision import datasets
+from .idx import check_idx_files, locate, raw_dir, read_idx
 
 
 @dataclass
@@ -46,9 +42,9 @@ class Splits:
         return self.train.x.shape[1]
 
 
-def _as_split(parsed: datasets.MNIST, device: torch.device) -> Split:
-    x = parsed.data.reshape(parsed.data.shape[0], -1).to(device=device, dtype=torch.float32).div_(255.0)
-    return Split(x, parsed.targets.to(device=device, dtype=torch.int64))
+def _as_split(images: torch.Tensor, labels: torch.Tensor, device: torch.device) -> Split:
+    x = images.reshape(images.shape[0], -1).to(device=device, dtype=torch.float32).div_(255.0)
+    return Split(x, labels.to(device=device, dtype=torch.int64))
 
 
 def _keep_classes(split: Split, classes: list[int]) -> Split:
@@ -81,10 +77,10 @@ def load(cfg, device: torch.device) -> Splits:
     ``device``."""
     root, dataset = locate(cfg)
     check_idx_files(raw_dir(root, dataset))
-    parsed_train = dataset.torchvision_class(str(dataset.torchvision_root(root)), train=True, download=False)
-    parsed_test = dataset.torchvision_class(str(dataset.torchvision_root(root)), train=False, download=False)
-    class_names = list(parsed_train.classes)
-    full_train, test = _as_split(parsed_train, device), _as_split(parsed_test, device)
+    raw = raw_dir(root, dataset)
+    class_names = list(dataset.class_names)
+    full_train, test = (_as_split(read_idx(raw / f"{prefix}-images-idx3-ubyte"), read_idx(raw / f"{prefix}-labels-idx1-ubyte"),
+                                  device) for prefix in ("train", "t10k"))
 
     if cfg.classes is not None:
         full_train, test = _keep_classes(full_train, cfg.classes), _keep_classes(test, cfg.classes)
