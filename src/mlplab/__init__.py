@@ -11,6 +11,16 @@ The package is layered; imports point down only:
     nn/ data/    activations, costs, the MLP, initialisers, penalties, backpropagation; IDX data as tensors
     figures/ course/   the figures; the perceptron and gradient descent on f(x)
     errors.py paths.py files.py masking.py keys.py interrupts.py (signals as exceptions, held while a run closes)
+
+From Python (a notebook, a script):
+
+    import mlplab
+    cfg = mlplab.compose("experiment=q2_shallow", "trainer.epochs=5")   # the CLI's overrides
+    result = mlplab.train(cfg)                                            # recorded in MLflow as the CLI records it
+    summary = mlplab.search("search=q2_lr", "search.n_trials=10")
+
+``compose``, ``train`` and ``search`` (``apps/api.py``) are imported on first use: ``import mlplab`` stays
+light, and a logged model, which carries this file, needs nothing beyond torch.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -19,3 +29,11 @@ try:
     __version__ = version("mlplab")
 except PackageNotFoundError:  # run from a source tree that was never installed
     __version__ = "0+unknown"
+
+
+def __getattr__(name: str):
+    if name in ("compose", "train", "search"):
+        from .apps import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'mlplab' has no attribute {name!r}")

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional
 
-from .. import interrupts
+import mlplab.interrupts as interrupts
 from ..errors import MlplabError, debugging, is_write_failure
 from ..masking import MaskingStream, mask_secrets
 from ..paths import CONF_DIR

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from .. import interrupts
+import mlplab.interrupts as interrupts
 from ..config import TrainConfig
 from ..errors import MlplabError, debugging
 from ..masking import mask_secrets

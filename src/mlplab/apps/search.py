@@ -20,14 +20,20 @@ def summary_line(summary: dict[str, Any], metric: str) -> str:
     return line
 
 
+def training_config(app):
+    """The training config every trial starts from: the search app's config less its ``search`` part."""
+    from ..config import TrainConfig
+
+    return TrainConfig(**{f.name: getattr(app, f.name) for f in dataclasses.fields(TrainConfig)})
+
+
 def task(cfg) -> Optional[float]:
     import optuna  # Optuna, torch and MLflow only once a study runs: completion and --help answer at once
 
-    from ..config import TrainConfig
     from ..search.study import run_study
 
     app, out_dir, overrides = hydra_job(cfg)
-    base = TrainConfig(**{f.name: getattr(app, f.name) for f in dataclasses.fields(TrainConfig)})
+    base = training_config(app)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     summary = run_study(base, app.search, out_dir, overrides)
     print(summary_line(summary, app.search.metric), flush=True)

@@ -24,7 +24,8 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides, run_job, se
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 from omegaconf import OmegaConf, open_dict
 
-from .. import interrupts, slurm
+import mlplab.interrupts as interrupts
+import mlplab.slurm as slurm
 from ..errors import MlplabError
 from ..masking import MaskingStream
 

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import optuna
 
-from .. import slurm
+import mlplab.slurm as slurm
 from ..errors import ConfigError
 from ..masking import mask_secrets
 from ..paths import MLRUNS

@@ -26,7 +26,8 @@ from typing import Any, Optional, Sequence
 import optuna
 from omegaconf import OmegaConf
 
-from .. import interrupts, slurm
+import mlplab.interrupts as interrupts
+import mlplab.slurm as slurm
 from ..errors import ConfigError
 from ..figures.study import study_figures
 from ..files import write_text

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from .. import slurm
+import mlplab.slurm as slurm
 
 HOST, PID, STARTED, ALIVE = "mlplab.host", "mlplab.pid", "mlplab.pid_started", "mlplab.alive_ms"
 LOST = "process_lost"

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .. import interrupts
+import mlplab.interrupts as interrupts
 from . import liveness
 from ..data.idx import DATASETS, checksum
 from ..masking import mask_secrets

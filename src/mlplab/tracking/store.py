@@ -16,7 +16,7 @@ from typing import Optional
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # this harness never phones home
 
-from .. import interrupts  # noqa: E402
+import mlplab.interrupts as interrupts  # noqa: E402
 from ..errors import TrackingError, debugging, is_write_failure  # noqa: E402
 from ..files import write_atomic  # noqa: E402
 from ..masking import mask_secrets  # noqa: E402
