@@ -1,5 +1,5 @@
 # The two commands of the README, plus the benchmark. Each target sets itself up first (idempotently).
-.PHONY: setup train test serve tracking-server slurm-cluster bench bench-tracking bench-search bench-engines bench-augment bench-soak bench-population bench-slurm assignment6 ui
+.PHONY: setup train test serve dashboard tracking-server slurm-cluster bench bench-tracking bench-search bench-engines bench-augment bench-soak bench-population bench-slurm assignment6 ui
 
 setup:
 	@scripts/setup.sh
@@ -47,6 +47,10 @@ bench-search: setup
 # The MLflow UI over the project's store, on http://127.0.0.1:5000 (loopback only).
 ui: setup
 	.venv/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+# optuna-dashboard over the project's study storage (STORAGE=<url or journal file> for another; PORT=8080)
+dashboard: setup
+	.venv/bin/optuna-dashboard $(or $(STORAGE),sqlite:///$(CURDIR)/mlruns/optuna.db) --host 127.0.0.1 --port $(or $(PORT),8080)
 
 # A run's logged model over HTTP on 127.0.0.1 (PORT=5001): make serve RUN=<run id> (ids: .venv/bin/mlplab-runs)
 serve: setup

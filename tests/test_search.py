@@ -283,6 +283,30 @@ def test_trials_and_the_retrain_are_named_for_what_they_are_and_linked_both_ways
     assert history == expected and parent.data.metrics["best_value"] == best.value
 
 
+def test_optuna_dashboard_shows_the_metric_by_name_and_each_trials_mlflow_run(search_setup, mlflow_uri, tmp_path):
+    """`make dashboard`'s server over a study's storage, read through the HTTP API its pages use."""
+    import urllib.request
+
+    from helpers.servers import free_port, http_server
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    base, search = search_setup(*grid(tmp_path, [0.05, 1.0]), "search.n_trials=2", "search.final_test=false",
+                                f"search.storage={storage}")
+    run_study(base, search, tmp_path / "out")
+    _, runs = children(mlflow_uri)
+    run_of_trial = {int(r.data.tags["trial_number"]): r.info.run_id for r in runs}
+    port = free_port()
+    dashboard = CONSOLE_SCRIPT.parent / "optuna-dashboard"
+    with http_server([str(dashboard), storage, "--host", "127.0.0.1", "--port", str(port), "--quiet"], port,
+                     "/api/studies", tmp_path / "dashboard.log") as url:
+        studies = json.load(urllib.request.urlopen(f"{url}/api/studies", timeout=30))["study_summaries"]
+        (study,) = [s for s in studies if s["study_name"] == "test_grid"]
+        detail = json.load(urllib.request.urlopen(f"{url}/api/studies/{study['study_id']}?after=0", timeout=30))
+    assert detail["objective_names"] == ["val_accuracy"]  # not "Objective 0"
+    shown = {t["number"]: {a["key"]: a["value"] for a in t["user_attrs"]} for t in detail["trials"]}
+    assert {n: attrs["mlflow_run_id"] for n, attrs in shown.items()} == run_of_trial
+
+
 def _trials_and_runs(storage, study_name, mlflow_uri):
     from mlplab.config import SearchConfig as S
     from mlplab.search.storage import make_storage
