@@ -180,7 +180,8 @@ def test_a_two_worker_study_on_slurm_ends_with_exactly_n_trials_each_a_child_run
             cwd=tmp_path, env=slurm, capture_output=True, text=True, timeout=400)
         assert run.returncode == 0, run.stderr
         trials = optuna.load_study(study_name="q2_lr", storage=storage).trials
-        assert len(trials) == 5 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+        assert len(trials) == 5 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials), [
+            (t.number, t.state.name, t.user_attrs) for t in trials]
         client = MlflowClient(server)
         (experiment,) = [e for e in client.search_experiments() if e.name == "slurm-study"]
         runs = client.search_runs([experiment.experiment_id])

@@ -413,3 +413,25 @@ def test_a_store_whose_creation_is_interrupted_is_never_left_half_made(tmp_path,
     client = tracking.client_for(f"sqlite:///{db}")  # the next run builds it afresh
     assert client.get_experiment_by_name("Default") is not None and db.exists()
     assert not list(db.parent.glob("mlflow.db.partial-*"))
+
+
+def test_a_dataset_input_lost_to_another_runs_insert_is_logged_again_and_never_fails_the_run(tmp_path):
+    """Two first jobs of a study on a server logged the same new dataset at once; the loser's insert hit the
+    store's unique key and failed its trial (seen in CI). The second try links the row the winner made."""
+    from mlplab.tracking.run import TrackedRun
+
+    class Racing:
+        def __init__(self, failures):
+            self.calls, self.failures = 0, failures
+
+        def log_inputs(self, run_id, datasets):
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise RuntimeError("(psycopg2.errors.UniqueViolation) duplicate key value violates unique constraint")
+
+    once = Racing(failures=1)
+    TrackedRun(once, "run").log_dataset("Fashion-MNIST", "ab" * 32, tmp_path, {"train": 1})
+    assert once.calls == 2
+    always = Racing(failures=10)  # a store that never takes it: a warning, the run goes on
+    TrackedRun(always, "run").log_dataset("Fashion-MNIST", "ab" * 32, tmp_path, {"train": 1})
+    assert always.calls == 3

@@ -9,6 +9,7 @@ import dataclasses
 import functools
 import getpass
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -20,8 +21,10 @@ from ..keys import dotted
 from ..masking import mask_secrets
 from . import liveness
 from ..paths import PROJECT_ROOT
+from ..errors import TrackingError
 from .store import RetryingClient, client_for, experiment_id, resolve_uri
 
+log = logging.getLogger("mlplab")
 MAX_PARAMS_PER_BATCH, MAX_ENTITIES_PER_BATCH, MAX_PARAM_CHARS, MAX_TAG_CHARS = 100, 1000, 6000, 5000  # MLflow's
 # A job's status → its MLflow run's. A pruned trial was stopped on purpose: KILLED, tagged status=pruned.
 RUN_STATUS = {"finished": "FINISHED", "early_stopped": "FINISHED", "diverged": "FAILED", "failed": "FAILED",
@@ -163,7 +166,21 @@ class TrackedRun:
 
         dataset = Dataset(name=name, digest=sha256[:36], source_type="local", source=json.dumps({"uri": str(source)}),
                           profile=json.dumps({**profile, "sha256": sha256}))
-        self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, [InputTag("mlflow.data.context", context)])])
+        inputs = [DatasetInput(dataset, [InputTag("mlflow.data.context", context)])]
+        for attempt in range(3):
+            try:
+                self.client.log_inputs(self.run_id, datasets=inputs)
+                return
+            except TrackingError:
+                raise  # a full disk or a read-only store: said as for every other write
+            except Exception as error:  # noqa: BLE001 - see below
+                # Two runs logging the same new dataset at once (a sweep's or a study's first jobs) race to create
+                # its row in the experiment: the loser's insert fails on the store's unique key (seen on a server
+                # over PostgreSQL), and a second try links the row the winner made.
+                if attempt == 2:
+                    log.warning("the run's dataset input was not recorded: %s", str(error).splitlines()[0])
+                    return
+                time.sleep(0.2 * (attempt + 1))
 
     def set_tags(self, tags: dict[str, Any]) -> None:
         self.log_batch(tags=tags)
