@@ -96,3 +96,20 @@ def test_a_wheel_installed_in_a_fresh_venv_trains_from_another_directory_with_it
     assert run.returncode == 0, run.stderr[-3000:]
     (record,) = (elsewhere / "outputs").glob("*/*/result.json")
     assert json.loads(record.read_text())["status"] == "finished"
+
+
+def test_study_runs_a_search_as_mlplab_search_does_and_returns_its_summary(data_root, mlflow_uri, tmp_path, capsys):
+    from test_search import grid
+
+    summary = mlplab.study(*tiny_overrides(data_root), "tracking=local", f"tracking.uri={mlflow_uri}",
+                            "tracking.experiment=api-search", f"search.storage={tmp_path / 'study.journal'}",
+                            f"search.experiment_dir={tmp_path / 'experiment'}", *grid(tmp_path, [0.05, 1.0]),
+                            "search.n_trials=2", out_dir=tmp_path / "study")
+    assert summary["trials"] == 2 and summary["complete"] == 2 and summary["best_params"] == {"optimizer.lr": 1.0}
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith(
+        "study test_grid: 2 trials (2 complete, 0 pruned, 0 failed); best val_accuracy")
+    client = client_for(mlflow_uri)
+    runs = client.search_runs([client.get_experiment_by_name("api-search").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("mlplab.kind") == "study"]
+    assert parent.info.status == "FINISHED" and parent.data.tags["trials"] == "2"
+    assert sorted(r.data.tags.get("mlplab.role", "") for r in runs) == ["", "retrain", "trial", "trial"]

@@ -17,9 +17,9 @@ From Python (a notebook, a script):
     import mlplab
     cfg = mlplab.compose("experiment=q2_shallow", "trainer.epochs=5")   # the CLI's overrides
     result = mlplab.train(cfg)                                            # recorded in MLflow as the CLI records it
-    summary = mlplab.search("search=q2_lr", "search.n_trials=10")
+    summary = mlplab.study("search=q2_lr", "search.n_trials=10")                 # as mlplab-search runs it
 
-``compose``, ``train`` and ``search`` (``apps/api.py``) are imported on first use: ``import mlplab`` stays
+``compose``, ``train`` and ``study`` (``apps/api.py``) are imported on first use: ``import mlplab`` stays
 light, and a logged model, which carries this file, needs nothing beyond torch.
 """
 
@@ -32,7 +32,7 @@ except PackageNotFoundError:  # run from a source tree that was never installed
 
 
 def __getattr__(name: str):
-    if name in ("compose", "train", "search"):
+    if name in ("compose", "train", "study"):
         from .apps import api
 
         return getattr(api, name)

@@ -1,4 +1,4 @@
-"""mlplab from Python — a notebook, a script: compose a config as the command line would, train it, search it,
+"""mlplab from Python — a notebook, a script: compose a config as the command line would, train it, run a study over it,
 each recorded in MLflow exactly as ``mlplab-train`` / ``mlplab-search`` record them (the store and experiment
 the config names; ``tracking=off`` records nothing).
 
@@ -6,7 +6,10 @@ the config names; ``tracking=off`` records nothing).
     cfg = mlplab.compose("experiment=q2_shallow", "trainer.epochs=5")
     result = mlplab.train(cfg)        # a Result: result.test_accuracy, result.history, result.mlflow_run_id, …
 
-    summary = mlplab.search("search=q2_lr", "search.n_trials=10", "trainer.epochs=5")
+    summary = mlplab.study("search=q2_lr", "search.n_trials=10", "trainer.epochs=5")
+
+(``study``, not ``search``: ``mlplab.search`` is the package of the search layer, and Python binds a subpackage
+to its parent's attribute of that name once it is imported, whatever was there.)
 
 Jobs write where Hydra would put them, under the working directory: ``outputs/<date>/<time>-<name>/``.
 """
@@ -55,7 +58,7 @@ def train(cfg, out_dir: Optional[Path] = None, overrides: Optional[Sequence[str]
     return result
 
 
-def search(*overrides: str, out_dir: Optional[Path] = None) -> dict[str, Any]:
+def study(*overrides: str, out_dir: Optional[Path] = None) -> dict[str, Any]:
     """An Optuna study as ``mlplab-search <overrides>`` runs it (``conf/search.yaml``): its summary dict (best
     value, trial and params; the retrained best's test accuracy), and its one line printed."""
     from ..search.study import run_study
