@@ -20,3 +20,10 @@ def dotted(config: dict, prefix: str = "") -> dict[str, Any]:
 def matches(key: str, patterns) -> bool:
     """``key`` is one of ``patterns``, where ``group.*`` stands for every key of the group."""
     return any(key == k or (k.endswith("*") and key.startswith(k[:-1])) for k in patterns)
+
+
+def short_names(keys: list[str]) -> list[str]:
+    """Each dotted key by its last part (``optimizer.lr`` → ``lr``), unless two of ``keys`` share it: how run
+    names and tables show what differs."""
+    last = [key.rsplit(".", 1)[-1] for key in keys]
+    return [part if last.count(part) == 1 else key for key, part in zip(keys, last)]

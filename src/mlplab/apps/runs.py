@@ -20,6 +20,7 @@ from typing import Callable, Optional
 import mlplab.interrupts as interrupts
 from ..config import TrainConfig
 from ..errors import MlplabError, debugging
+from ..keys import short_names
 from ..masking import mask_secrets
 from ..tracking.recorder import SELECTION_METRIC, MlflowRecorder
 from ..tracking import liveness
@@ -58,12 +59,6 @@ def short_value(text: str) -> str:
     return text if number.is_integer() and "." not in text and "e" not in text.lower() else f"{number:.3g}"
 
 
-def short_keys(keys: list[str]) -> list[str]:
-    """Each dotted key by its last part (``optimizer.lr`` → ``lr``), unless two keys share it."""
-    last = [key.rsplit(".", 1)[-1] for key in keys]
-    return [part if last.count(part) == 1 else key for key, part in zip(keys, last)]
-
-
 def kind_of(run) -> str:
     """What a run is part of: a sweep's job, a study's trial or its retrained best, or nothing."""
     tags = run.data.tags
@@ -94,7 +89,7 @@ def table(runs, metric: str, test_metric: str = "test_accuracy", kind: str = "tr
     """The runs, one line each, within ``WIDTH`` columns: the figures rounded, and only the params that tell
     them apart (never the tracking settings, the data folder, progress bars)."""
     keys = distinguishing_params(runs)
-    names = short_keys(keys)
+    names = short_names(keys)
     percent = "accuracy" in metric or metric == "best_value"
     label = {"final_val_accuracy": "val%", "best_final_val_accuracy": "val%", "best_value": "best"}.get(metric, metric[:10])
     counts = count_columns(kind)

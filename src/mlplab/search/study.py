@@ -31,6 +31,7 @@ import mlplab.slurm as slurm
 from ..errors import ConfigError
 from ..figures.study import study_figures
 from ..files import write_text
+from ..keys import short_names
 from ..masking import MaskingStream, mask_secrets
 from ..paths import CONF_DIR
 from ..tracking import study as records
@@ -138,8 +139,7 @@ def start_trial(trial: optuna.Trial, ctx: Context) -> TrialJob:
 
 def trial_run_name(number: int, values: dict[str, Any]) -> str:
     """``trial 3 · lr=0.25 width=500``: each key by its last part (unless two share it), numbers in 3 figures."""
-    last = [key.rsplit(".", 1)[-1] for key in values]
-    shown = [part if last.count(part) == 1 else key for key, part in zip(values, last)]
+    shown = short_names(list(values))
     return f"trial {number} · " + " ".join(
         f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}" for name, value in zip(shown, values.values()))
 

@@ -135,8 +135,9 @@ def sweep_summary_line(sweep_dir: Path, name: str) -> str:
         overrides[folder] = dict(item.split("=", 1) for item in listed if "=" in item)
     swept = sorted({key for o in overrides.values() for key in o if len({o.get(key) for o in overrides.values()}) > 1})
     folder, best = max(ranked, key=lambda entry: entry[1]["val_accuracy"])
-    line += (f"; best job {folder.name} ({' '.join(f'{k}={overrides[folder].get(k, chr(45))}' for k in swept) or 'the only one'}):"
-             f" val {percent(best['val_accuracy'])}, test {percent(best.get('test_accuracy'))}")
+    values = " ".join(f"{key}={overrides[folder].get(key, '-')}" for key in swept) or "the only one"
+    line += (f"; best job {folder.name} ({values}): val {percent(best['val_accuracy'])}, "
+             f"test {percent(best.get('test_accuracy'))}")
     if best.get("mlflow_run_id"):
         line += f", MLflow run {best['mlflow_run_id']}"
     return line + f" → {folder / 'result.json'}"
