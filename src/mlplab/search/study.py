@@ -174,9 +174,15 @@ def judge(job: TrialJob, result, ctx: Context) -> None:
 
 
 def finish_trial(study: optuna.Study, job: TrialJob, ctx: Context) -> None:
-    if job.recorder.run_id:  # optuna-dashboard shows it beside the trial: the way back to its MLflow run
-        job.trial.set_user_attr("mlflow_run_id", job.recorder.run_id)
-    tell(study, job.trial, job.value if job.state == optuna.trial.TrialState.COMPLETE else None, job.state)
+    # The trial's link to its run and its ending are written together: a signal waits for both (milliseconds),
+    # and a link that cannot be written never keeps the trial from being told.
+    with interrupts.deferred():
+        if job.recorder.run_id:  # optuna-dashboard shows it beside the trial: the way back to its MLflow run
+            try:
+                job.trial.set_user_attr("mlflow_run_id", job.recorder.run_id)
+            except Exception as error:  # noqa: BLE001 - the ending below is what must be written
+                log.warning("trial %d: its MLflow run id was not stored: %s", job.trial.number, error)
+        tell(study, job.trial, job.value if job.state == optuna.trial.TrialState.COMPLETE else None, job.state)
     if job.recorder.run_id:
         records.tag_trial_run(ctx.base.tracking, job.recorder.run_id, job.trial.number, job.state.name)
 
