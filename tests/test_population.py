@@ -177,6 +177,49 @@ def test_a_stacked_batchs_costs_and_errors_are_each_members(name, output):
                                    torch.stack([cost.fn(z[k], of(k)[0], output) for k in range(4)]))
         torch.testing.assert_close(cost.delta(output, z, a, onehot),
                                    torch.stack([cost.delta(output, z[k], a[k], of(k)[1]) for k in range(4)]))
+        together = cost.means_and_delta(z, a, onehot, output)  # what a population's step asks for at once
+        torch.testing.assert_close(together[0], cost.means(z, a, onehot, output))
+        torch.testing.assert_close(together[1], cost.delta(output, z, a, onehot))
+
+
+def test_the_shared_first_layers_gradient_is_autograds_in_the_members_own_layout():
+    from mlplab.nn.population import SharedLinear
+
+    g = torch.Generator().manual_seed(0)
+    x, W, b = (torch.randn(*shape, generator=g, dtype=torch.float64) for shape in ((7, 5), (3, 4, 5), (3, 4)))
+    upstream = torch.randn(7, 12, generator=g, dtype=torch.float64)
+    mine = [t.clone().requires_grad_() for t in (W, b)]
+    (SharedLinear.apply(x, *mine) * upstream).sum().backward()
+    plain = [t.clone().requires_grad_() for t in (W, b)]
+    (torch.addmm(plain[1].reshape(-1), x, plain[0].reshape(12, 5).t()) * upstream).sum().backward()
+    for ours, autograds in zip(mine, plain):
+        torch.testing.assert_close(ours.grad, autograds.grad)
+        assert ours.grad.is_contiguous()  # no copy left for the optimiser's step
+    assert torch.autograd.gradcheck(lambda W, b: SharedLinear.apply(x, W, b), [t.clone().requires_grad_() for t in (W, b)])
+
+
+def test_small_steps_train_on_one_cpu_thread_and_evaluate_on_all(tiny_config):
+    from mlplab.training.device import evaluation_threads, training_threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        nielsen = tiny_config("model.sizes=[784,30,10]", "trainer.batch_size=10")  # 10·784·30 multiply-adds a step
+        with training_threads(nielsen):
+            assert torch.get_num_threads() == 1
+            with evaluation_threads():  # evaluation's batches are large
+                assert torch.get_num_threads() == 2
+            assert torch.get_num_threads() == 1
+        with training_threads(nielsen, members=32):  # 32 members side by side: one GEMM of 7.5 M multiply-adds
+            assert torch.get_num_threads() == 2
+        with training_threads(tiny_config("model.sizes=[784,100,10]", "trainer.batch_size=300")):
+            assert torch.get_num_threads() == 2
+        with training_threads(tiny_config("model.sizes=[784,30,10]", "trainer.batch_size=10", "trainer.threads=1")):
+            with evaluation_threads():  # the user's own choice holds everywhere
+                assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def sweep(data_root, folder, uri, launcher):

@@ -397,6 +397,7 @@ def test_a_store_whose_creation_is_interrupted_is_never_left_half_made(tmp_path,
 
     from mlplab.tracking import store as tracking
 
+    monkeypatch.setenv("MLPLAB_CACHE", str(tmp_path / "cache"))  # no cached empty store: the schema is migrated
     db = tmp_path / "store" / "mlflow.db"
     real = MlflowClient.search_experiments
 
@@ -413,6 +414,32 @@ def test_a_store_whose_creation_is_interrupted_is_never_left_half_made(tmp_path,
     client = tracking.client_for(f"sqlite:///{db}")  # the next run builds it afresh
     assert client.get_experiment_by_name("Default") is not None and db.exists()
     assert not list(db.parent.glob("mlflow.db.partial-*"))
+
+
+def test_a_new_store_starts_as_a_copy_of_the_cached_empty_one_with_its_own_default_experiment(tmp_path, monkeypatch):
+    """MLflow's migration of a new sqlite store (~1.6 s) runs once per MLflow version: later new stores copy the
+    empty store it made; a cached copy that is not a database is migrated past (and replaced)."""
+    import importlib.metadata
+    import sqlite3
+
+    from mlplab.tracking import store as tracking
+
+    monkeypatch.setenv("MLPLAB_CACHE", str(tmp_path / "cache"))
+    first = tracking.client_for(f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}")
+    first.create_experiment("only-in-a")
+    cached = tmp_path / "cache" / "mlflow-stores" / f"empty-{importlib.metadata.version('mlflow')}.db"
+    with sqlite3.connect(cached) as connection:  # marks the cached copy, to see where the next store came from
+        connection.execute("UPDATE experiments SET name = 'from-the-cache' WHERE experiment_id = 0")
+    second = tracking.client_for(f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}")
+    (default,) = second.search_experiments()
+    assert default.name == "from-the-cache" and default.experiment_id == "0"
+    assert default.artifact_location == (tmp_path / "b" / "artifacts" / "0").as_uri()  # beside its own store
+    assert second.create_experiment("new-in-b") and second.search_runs([default.experiment_id]) == []
+    cached.write_bytes(b"not a database")
+    third = tracking.client_for(f"sqlite:///{tmp_path / 'c' / 'mlflow.db'}")
+    assert [e.name for e in third.search_experiments()] == ["Default"]  # migrated afresh
+    with sqlite3.connect(cached) as connection:  # and cached again
+        assert connection.execute("SELECT name FROM experiments").fetchall() == [("Default",)]
 
 
 def test_a_dataset_input_lost_to_another_runs_insert_is_logged_again_and_never_fails_the_run(tmp_path):

@@ -198,7 +198,7 @@ class TrainerConfig:
     evaluate_test: bool = True  # off in search trials: models are chosen on validation, the test set is touched once
     engine: str = "autograd"  # how gradients are computed: autograd, or seed (backprop.py: the four equations by hand)
     diagnostics: bool = False  # per layer and epoch: mean σ'(z), saturated units, gradient norm (learning slowdown)
-    threads: Optional[int] = None  # torch CPU threads while training; None: 1 for tiny mini-batches, else torch's default
+    threads: Optional[int] = None  # torch CPU threads while training; None: 1 where the widest GEMM is small, else torch's default
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, f"trainer.epochs={self.epochs} must be >= 1")

@@ -1,4 +1,4 @@
-"""Where the project's own folders are: the configs, and the default stores beside them."""
+"""Where the project's own folders are: the configs, the default stores beside them, and mlplab's cache."""
 
 from __future__ import annotations
 
@@ -12,3 +12,9 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 IN_CHECKOUT = (PROJECT_ROOT / "conf" / "train.yaml").is_file() and (PROJECT_ROOT / "pyproject.toml").is_file()
 CONF_DIR = Path(os.environ.get("MLPLAB_CONF") or (PROJECT_ROOT / "conf" if IN_CHECKOUT else Path(__file__).parent / "conf"))
 MLRUNS = PROJECT_ROOT / "mlruns" if IN_CHECKOUT else Path.cwd() / "mlruns"  # the embedded MLflow store (mlflow.db) and Optuna's (optuna.db)
+
+
+def cache_dir() -> Path:
+    """mlplab's own folder ($MLPLAB_CACHE, else ~/.cache/mlplab): the default data root, unpacked copies of a
+    user's files, checksums, an empty MLflow store to start new ones from."""
+    return Path(os.environ.get("MLPLAB_CACHE") or "~/.cache/mlplab").expanduser().resolve()

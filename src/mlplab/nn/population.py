@@ -31,21 +31,60 @@ from .model import MLP
 LOOP_ABOVE_MACS = 1 << 21
 
 
+def _looped(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether a[k] @ b[k] for every member is better taken one member at a time (see LOOP_ABOVE_MACS)."""
+    return a.device.type == "cpu" and a.shape[1] * a.shape[2] * b.shape[2] > LOOP_ABOVE_MACS
+
+
 def batched_mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a[k] @ b[k] for every member k, (K, m, n) @ (K, n, p) → (K, m, p)."""
-    if a.device.type == "cpu" and a.shape[1] * a.shape[2] * b.shape[2] > LOOP_ABOVE_MACS:
+    if _looped(a, b):
         # unbind, not a[k]: autograd then stacks the members' gradients once instead of adding K full-size ones
         return torch.stack([torch.mm(x, y) for x, y in zip(a.unbind(0), b.unbind(0))])
     return torch.bmm(a, b)
 
 
-def add_batched_mm_(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
-    """out[k] += a[k] @ b[k] in place, for every member k."""
-    if a.device.type == "cpu" and a.shape[1] * a.shape[2] * b.shape[2] > LOOP_ABOVE_MACS:
-        for k in range(a.shape[0]):
-            out[k].addmm_(a[k], b[k])
+def batched_linear(a: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """z[k] = a[k] W[k]ᵀ + b[k] for every member k: a (K, m, n_in), W (K, n_out, n_in), b (K, n_out) → (K, m, n_out).
+    With fewer outputs than rows (an output layer of 10 classes under a mini-batch of 300) it is formed as
+    zᵀ = W aᵀ + b and handed back transposed: MKL's batched GEMM with 10 output columns ran 2.5× slower
+    than with 300 (154 µs against 60 µs for the Q2 network's output layer, 5 members)."""
+    Wt = W.transpose(1, 2)
+    if _looped(a, Wt):
+        return batched_mm(a, Wt) + b.unsqueeze(1)
+    if W.shape[1] < a.shape[1]:
+        return torch.baddbmm(b.unsqueeze(2), W, a.transpose(1, 2)).transpose(1, 2)
+    return torch.baddbmm(b.unsqueeze(1), a, Wt)
+
+
+def shared_linear(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """One mini-batch x (m, n_in) against every member's layer at once: one GEMM whose (m, K·n_out) columns
+    are the members' z side by side, handed back as the members' (K, m, n_out) view of it."""
+    K, n_out, n_in = W.shape
+    if W.requires_grad and torch.is_grad_enabled():
+        z = SharedLinear.apply(x, W, b)
     else:
-        out.baddbmm_(a, b)
+        z = torch.addmm(b.reshape(-1), x, W.reshape(K * n_out, n_in).t())
+    return z.view(-1, K, n_out).transpose(0, 1)
+
+
+class SharedLinear(torch.autograd.Function):
+    """``shared_linear``'s GEMM with its derivative in the members' own layout: ∂C/∂W = (∂C/∂z)ᵀ x lands as
+    (K·n_out, n_in), W's own memory order, and ∂C/∂b as the column sums, so autograd neither transposes nor
+    copies the network's largest gradient every step."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.shape = W.shape
+        K, n_out, n_in = W.shape
+        return torch.addmm(b.reshape(-1), x, W.reshape(K * n_out, n_in).t())
+
+    @staticmethod
+    def backward(ctx, grad_z: torch.Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        K, n_out, n_in = ctx.shape
+        return None, torch.mm(grad_z.t(), x).view(K, n_out, n_in), grad_z.sum(dim=0).view(K, n_out)
 
 
 class StackedMLP:
@@ -100,11 +139,7 @@ class StackedMLP:
         last = len(self.W) - 1
         for layer, (W, b) in enumerate(zip(self.W, self.b)):
             a = fwd.a[-1]
-            if a.dim() == 2:  # the shared batch against every member's W^1 at once: one GEMM
-                K, n_out, n_in = W.shape
-                z = torch.addmm(b.reshape(-1), a, W.reshape(K * n_out, n_in).t()).view(-1, K, n_out).transpose(0, 1)
-            else:
-                z = batched_mm(a, W.transpose(1, 2)) + b.unsqueeze(1)
+            z = shared_linear(a, W, b) if a.dim() == 2 else batched_linear(a, W, b)
             if layer == last:
                 fwd.add_layer(z, self.output)
             else:
@@ -122,28 +157,26 @@ class StackedMLP:
                 mask[k] = torch.empty_like(a[k]).bernoulli_(1 - p, generator=rng).div_(1 - p)
         return mask
 
-    def z_out(self, x: torch.Tensor) -> torch.Tensor:
-        """z^L of every member for a shared batch, dropout off: what evaluation measures."""
-        return self.feedforward(x, training=False).z[-1]
-
     # ---- the four equations ------------------------------------------------------------------------------
-    @torch.no_grad()
-    def gradients(self, fwd: Forward, y_onehot: torch.Tensor) -> list[torch.Tensor]:
-        """∂C/∂θ of every member's data cost (its mini-batch mean), in ``parameters()`` order."""
+    def output_error(self, fwd: Forward, y_onehot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(C of every member, its mini-batch mean; δ^L of every member)."""
+        return self.cost.means_and_delta(fwd.z[-1], fwd.a[-1], y_onehot, self.output)
+
+    def gradients(self, fwd: Forward, delta: torch.Tensor) -> list[torch.Tensor]:
+        """∂C/∂θ of every member's data cost (its mini-batch mean) from its δ^L, in ``parameters()`` order."""
         grads: list[torch.Tensor] = [None] * (2 * len(self.W))  # type: ignore[list-item]
 
         def take(layer: int, delta: torch.Tensor) -> None:
             grads[2 * layer], grads[2 * layer + 1] = self._outer(delta, fwd.a[layer]), delta.sum(dim=1)
 
-        self._backpropagate(fwd, y_onehot, 1.0 / fwd.z[-1].shape[1], take)
+        self._backpropagate(fwd, delta * (1.0 / delta.shape[1]), take)
         return grads
 
-    @torch.no_grad()
-    def descend(self, fwd: Forward, y_onehot: torch.Tensor, step: torch.Tensor,
+    def descend(self, fwd: Forward, delta: torch.Tensor, step: torch.Tensor,
                 decay: Optional[torch.Tensor] = None, l1: Optional[torch.Tensor] = None) -> None:
-        """Plain SGD fused into backpropagation, as ``engines.SeedEngine`` takes it alone: each layer moves as
-        soon as its δ is known, W ← (1 − ηλ/n)W − η(λ₁/n) sign W − (η/m) δᵀa, b ← b − (η/m) Σ δ. ``step``: each
-        member's −η/m; ``decay``: its 1 − ηλ/n; ``l1``: its −ηλ₁/n."""
+        """Plain SGD fused into backpropagation from δ^L, as ``engines.SeedEngine`` takes it alone: each layer
+        moves as soon as its δ is known, W ← (1 − ηλ/n)W − η(λ₁/n) sign W − (η/m) δᵀa, b ← b − (η/m) Σ δ.
+        ``step``: each member's −η/m; ``decay``: its 1 − ηλ/n; ``l1``: its −ηλ₁/n."""
         per_member = (-1, 1, 1)
 
         def update(layer: int, delta: torch.Tensor) -> None:  # δ arrives scaled by −η/m
@@ -155,16 +188,18 @@ class StackedMLP:
             if a_in.dim() == 2:  # the shared batch: one GEMM into every member's W^1
                 K, m, n_out = delta.shape
                 W.view(K * n_out, -1).addmm_(delta.transpose(1, 2).reshape(K * n_out, m), a_in)
+            elif _looped(delta.transpose(1, 2), a_in):
+                for k in range(W.shape[0]):
+                    W[k].addmm_(delta[k].t(), a_in[k])
             else:
-                add_batched_mm_(W, delta.transpose(1, 2), a_in)
+                W.baddbmm_(delta.transpose(1, 2), a_in)
             self.b[layer].add_(delta.sum(dim=1))
 
-        self._backpropagate(fwd, y_onehot, step.view(per_member), update)
+        self._backpropagate(fwd, delta * step.view(per_member), update)
 
-    def _backpropagate(self, fwd: Forward, y_onehot: torch.Tensor, scale, take) -> None:
-        """δ^L·scale down to δ^1·scale (the equations are linear in δ: every layer's comes out scaled alike),
+    def _backpropagate(self, fwd: Forward, delta: torch.Tensor, take) -> None:
+        """From δ^L (scaled: the equations are linear in δ, so every layer's comes out scaled alike) down to δ^1,
         each handed to ``take(ℓ, δ^ℓ)`` once W^ℓ has served δ^{ℓ-1}."""
-        delta = self.cost.delta(self.output, fwd.z[-1], fwd.a[-1], y_onehot) * scale
         for layer in range(len(self.W) - 1, -1, -1):
             g = batched_mm(delta, self.W[layer]) if layer else None  # ∂C/∂a^{ℓ-1}·scale, before W^ℓ moves
             take(layer, delta)

@@ -10,6 +10,8 @@ import fcntl
 import functools
 import logging
 import os
+import shutil
+import sqlite3
 import time
 from pathlib import Path
 from typing import Optional
@@ -20,7 +22,7 @@ import mlplab.interrupts as interrupts  # noqa: E402
 from ..errors import TrackingError, debugging, is_write_failure  # noqa: E402
 from ..files import write_atomic  # noqa: E402
 from ..masking import mask_secrets  # noqa: E402
-from ..paths import MLRUNS  # noqa: E402
+from ..paths import MLRUNS, cache_dir  # noqa: E402
 
 
 def default_uri() -> str:
@@ -141,13 +143,45 @@ def quiet_mlflow() -> None:
 
 def _create_store(db: Path) -> None:
     """Build the schema in a side file and move it into place: a process killed mid-migration (even by
-    kill -9) leaves a stray ``.partial``, never a half-made store every later run would fail on."""
+    kill -9) leaves a stray ``.partial``, never a half-made store every later run would fail on. MLflow's
+    migration of a new sqlite store takes ~1.6 s; the empty store it makes is kept in mlplab's cache, one per
+    MLflow version, and later new stores start as a copy of it (~10 ms)."""
+    import importlib.metadata
+
     from mlflow.tracking import MlflowClient
 
     for stray in db.parent.glob(f"{db.name}.partial-*"):  # left by a creator that was killed (we hold the lock)
         stray.unlink(missing_ok=True)
-    # The side file's name is never used twice: MLflow caches a store per URI, and would not rebuild the file.
-    write_atomic(db, lambda partial: MlflowClient(f"sqlite:///{partial}").search_experiments(max_results=1))
+    empty = cache_dir() / "mlflow-stores" / f"empty-{importlib.metadata.version('mlflow')}.db"
+
+    def from_cache(partial: Path) -> None:
+        shutil.copyfile(empty, partial)
+        _own_default_experiment(partial, db)
+
+    def migrated(partial: Path) -> None:
+        # The side file's name is never used twice: MLflow caches a store per URI, and would not rebuild the file.
+        MlflowClient(f"sqlite:///{partial}").search_experiments(max_results=1)
+        _own_default_experiment(partial, db)
+
+    if empty.is_file():
+        try:
+            write_atomic(db, from_cache)
+            return
+        except (OSError, sqlite3.Error):
+            pass  # a cached store that cannot be read: migrate as if it were not there
+    write_atomic(db, migrated)
+    with contextlib.suppress(OSError):  # only a shortcut: a cache that cannot be written costs the migration
+        empty.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(empty, lambda partial: shutil.copyfile(db, partial))
+
+
+def _own_default_experiment(partial: Path, db: Path) -> None:
+    """MLflow's "Default" experiment of a new store keeps its artifacts under the creating process's working
+    directory; it is put beside the store with the rest (``artifact_location``), dated now."""
+    now = int(time.time() * 1000)
+    with contextlib.closing(sqlite3.connect(partial)) as connection, connection:
+        connection.execute("UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? "
+                           "WHERE experiment_id = 0", (f"{artifact_location(f'sqlite:///{db}')}/0", now, now))
 
 
 CONNECT_TIMEOUT_S = 10  # a database host that drops packets fails in seconds, not at the kernel's TCP timeout

@@ -8,6 +8,7 @@ from ..data.splits import Split
 from ..nn.costs import Cost
 from ..nn.model import MLP, in_eval_mode
 from ..nn.population import StackedMLP
+from .device import evaluation_threads
 
 EVAL_BATCH = 10_000  # large batches: fast, and bounded in memory
 
@@ -17,7 +18,7 @@ def evaluate(model: MLP, split: Split, cost: Cost) -> tuple[float, float]:
     """(mean cost, accuracy) of ``model`` on ``split``."""
     total_cost = torch.zeros((), device=split.x.device)
     correct = torch.zeros((), device=split.x.device, dtype=torch.int64)
-    with in_eval_mode(model):
+    with in_eval_mode(model), evaluation_threads():
         for start in range(0, len(split), EVAL_BATCH):
             x, y = split.x[start : start + EVAL_BATCH], split.y[start : start + EVAL_BATCH]
             z = model(x)
@@ -29,7 +30,7 @@ def evaluate(model: MLP, split: Split, cost: Cost) -> tuple[float, float]:
 @torch.inference_mode()
 def predict(model: MLP, x: torch.Tensor) -> torch.Tensor:
     """The class each image is assigned: argmax of a^L (the same as argmax of z^L)."""
-    with in_eval_mode(model):
+    with in_eval_mode(model), evaluation_threads():
         return torch.cat([model(x[start : start + EVAL_BATCH]).argmax(dim=1) for start in range(0, len(x), EVAL_BATCH)])
 
 
@@ -49,10 +50,11 @@ def evaluate_stacked(net: StackedMLP, split: Split, cost: Cost) -> tuple[list[fl
     correct = torch.zeros(K, device=split.x.device, dtype=torch.int64)
     batch = max(256, min(EVAL_BATCH, STACKED_EVAL_FLOATS // (K * max(net.sizes[1:]))))
     eye = torch.eye(net.sizes[-1], device=split.x.device)
-    for start in range(0, len(split), batch):
-        x, y = split.x[start : start + batch], split.y[start : start + batch]
-        fwd = net.feedforward(x, training=False)
-        z = fwd.z[-1]
-        total_cost += cost.means(z, fwd.a[-1], eye[y], net.output) * len(y)
-        correct += (z.argmax(dim=-1) == y).sum(dim=-1)
+    with evaluation_threads():
+        for start in range(0, len(split), batch):
+            x, y = split.x[start : start + batch], split.y[start : start + batch]
+            fwd = net.feedforward(x, training=False)
+            z = fwd.z[-1]
+            total_cost += cost.means(z, fwd.a[-1], eye[y], net.output) * len(y)
+            correct += (z.argmax(dim=-1) == y).sum(dim=-1)
     return (total_cost / len(split)).tolist(), (correct.double() / len(split)).tolist()

@@ -21,7 +21,7 @@ import math
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 import torch
 from tqdm import tqdm
@@ -36,7 +36,7 @@ from ..nn.costs import COSTS
 from ..nn.model import build
 from ..nn.regularization import WeightPenalty
 from .checkpoint import load_checkpoint, save_checkpoint, save_tensors
-from .device import resolve_device
+from .device import resolve_device, training_threads
 from .diagnostics import diagnostic_batch, slowdown
 from .engines import make_engine
 from .evaluate import evaluate
@@ -45,7 +45,6 @@ from .recorder import NoRecorder, Outcome, Recorder
 from .result import EpochMetrics, Result, epoch_line, monitored_accuracy
 
 log = logging.getLogger("mlplab")
-SMALL_BATCH = 64  # below this, one CPU thread is faster: per-op overhead dominates and a second thread only waits
 EpochHook = Callable[[EpochMetrics], None]
 
 
@@ -70,7 +69,7 @@ def train(cfg, out_dir: Path, *, quiet: bool = False, on_epoch: Optional[EpochHo
     out_dir.mkdir(parents=True, exist_ok=True)
     job = Job(cfg, out_dir, recorder or NoRecorder(), [on_epoch] if on_epoch else [], splits, quiet)
     try:
-        with torch_threads(cfg.trainer):
+        with training_threads(cfg):
             job.recorder.start()
             job.result.mlflow_run_id = job.recorder.run_id
             job.run()
@@ -80,20 +79,6 @@ def train(cfg, out_dir: Path, *, quiet: bool = False, on_epoch: Optional[EpochHo
         raise
     job.close()
     return job.result
-
-
-@contextlib.contextmanager
-def torch_threads(trainer, rows: Optional[int] = None) -> Iterator[None]:
-    """``trainer.threads`` CPU threads while training (one for tiny mini-batches unless it says otherwise);
-    ``rows``: the rows a step works on, if not one mini-batch (a population's)."""
-    threads = trainer.threads or (1 if (rows or trainer.batch_size) < SMALL_BATCH else None)
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 class Job:
