@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -141,15 +142,23 @@ def test_a_diverging_and_a_cancelled_job_end_failed_and_killed_and_the_sweep_rep
     assert squeue(slurm) == []
 
 
-def test_a_requeued_job_resumes_from_its_checkpoint_and_ends_with_the_uninterrupted_weights(slurm, data_root, mlflow_uri, tmp_path):
-    common = ["trainer.epochs=200", "optimizer=sgdm", "regularization=dropout"]  # momentum and masks must resume too
+def test_a_job_warned_of_its_time_limit_then_requeued_resumes_twice_and_ends_with_the_uninterrupted_weights(slurm, data_root, mlflow_uri, tmp_path):
+    # SLURM's warning before the time limit (USR2, hydra.launcher.signal_delay_s ahead; sent here by scancel so as
+    # not to wait for a real limit) makes submitit checkpoint and requeue the job; then an administrator's
+    # `scontrol requeue` (as a pre-emption does) interrupts the second attempt. Each attempt resumes the last.
+    common = ["trainer.epochs=400", "optimizer=sgdm", "regularization=dropout"]  # momentum and masks must resume too
     alone = subprocess.Popen([str(CONSOLE_SCRIPT), *tiny_overrides(data_root), *common, f"hydra.run.dir={tmp_path / 'alone'}"],
                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # meanwhile, here
     process = subprocess.Popen(sweep(data_root, mlflow_uri, tmp_path / "sweep", *common), cwd=tmp_path, env=slurm,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoint = tmp_path / "sweep" / "0" / "checkpoint.pt"
     try:
-        wait_for(lambda: (tmp_path / "sweep" / "0" / "checkpoint.pt").is_file(), 240, "the job's first epoch")
+        wait_for(checkpoint.is_file, 240, "the job's first epoch")
         (job,) = squeue(slurm)
+        subprocess.run(["scancel", "--signal=USR2", job], env=slurm, check=True)
+        wait_for(lambda: restarts(slurm, job) == 1, 120, "submitit's requeue")
+        resumed_at = time.time()
+        wait_for(lambda: checkpoint.stat().st_mtime > resumed_at, 240, "the second attempt's first epoch")
         subprocess.run(["scontrol", "requeue", job], env=slurm, check=True)
     finally:
         stdout, stderr = collect(process, timeout=300)
@@ -160,42 +169,93 @@ def test_a_requeued_job_resumes_from_its_checkpoint_and_ends_with_the_uninterrup
     assert resumed.keys() == uninterrupted.keys()
     assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)  # bit-identical
     _, runs = children(mlflow_uri)
-    (first, second) = runs
-    assert (first.info.status, first.data.tags["status"]) == ("KILLED", "killed")
-    assert (second.info.status, second.data.tags["status"], second.data.tags["slurm_restarts"]) == ("FINISHED", "finished", "1")
-    assert second.data.params["trainer.resume"] == str(tmp_path / "sweep" / "0" / "checkpoint.pt")
+    (warned, requeued, last) = runs
+    assert (warned.info.status, warned.data.tags["status"]) == ("KILLED", "killed")
+    assert warned.data.tags["status_detail"].startswith("requeued on SLURM's warning of its time limit")
+    assert (requeued.info.status, requeued.data.tags["status"], requeued.data.tags["slurm_restarts"]) == ("KILLED", "killed", "1")
+    assert (last.info.status, last.data.tags["status"], last.data.tags["slurm_restarts"]) == ("FINISHED", "finished", "2")
+    assert last.data.params["trainer.resume"] == str(checkpoint)
     result = json.loads((tmp_path / "sweep" / "0" / "result.json").read_text())
-    assert result["status"] == "finished" and result["epochs_run"] == 200 and len(result["history"]) == 200
+    assert result["status"] == "finished" and result["epochs_run"] == 400 and len(result["history"]) == 400
+
+
+def restarts(env, job: str) -> int:
+    """How many times SLURM has requeued ``job`` so far, once it runs again (-1 while it is not running)."""
+    shown = subprocess.run(["scontrol", "show", "job", job], env=env, capture_output=True, text=True).stdout
+    fields = dict(field.split("=", 1) for field in shown.split() if "=" in field)
+    return int(fields.get("Restarts", -1)) if fields.get("JobState") == "RUNNING" else -1
 
 
 @pytest.mark.skipif(server_binaries() is None, reason="PostgreSQL's server binaries are missing (make setup installs them)")
-def test_a_two_worker_study_on_slurm_ends_with_exactly_n_trials_each_a_child_run_in_the_mlflow_server(slurm, data_root, tmp_path):
+def test_a_two_worker_study_on_slurm_retries_a_killed_workers_trial_and_ends_with_exactly_n_trials_in_the_mlflow_server(slurm, data_root, tmp_path):
     with postgres_server(also=("mlflow",)) as storage, \
             tracking_server(storage.rsplit("/", 1)[0] + "/mlflow", tmp_path / "served-artifacts") as server:
-        run = subprocess.run(
+        process = subprocess.Popen(
             [str(SEARCH_SCRIPT), *tiny_overrides(data_root), "tracking=server", f"tracking.uri={server}",
-             "tracking.experiment=slurm-study", "search=q2_lr", "search.n_trials=5", "search.pruner=none",
-             "search.workers=2", "search.executor=slurm", "search.slurm.cpus_per_task=1", f"search.storage={storage}",
-             "search.write_experiment=false", "search.final_test=false", f"hydra.run.dir={tmp_path / 'study'}"],
-            cwd=tmp_path, env=slurm, capture_output=True, text=True, timeout=400)
-        assert run.returncode == 0, run.stderr
+             "tracking.experiment=slurm-study", "search=q2_lr", "search.n_trials=4", "search.pruner=none",
+             "trainer.epochs=60", "search.heartbeat_seconds=2", "search.workers=2", "search.executor=slurm",
+             "search.slurm.cpus_per_task=1", f"search.storage={storage}", "search.write_experiment=false",
+             "search.final_test=false", f"hydra.run.dir={tmp_path / 'study'}"],
+            cwd=tmp_path, env=slurm, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:  # worker 1 is killed on its node (kill -9) in its first trial: only its heartbeat stops
+            wait_for(lambda: running_trial_of(storage, "_1") is not None, 240, "worker 1's first trial")
+            lost = running_trial_of(storage, "_1")
+            wait_for(lambda: str(lost.number) in {r.data.tags.get("job_num") for r in running_trial_runs(server)}, 60,
+                     "its MLflow run")
+            os.kill(submitit_python_of(lost.user_attrs["worker"].removeprefix("slurm:")), signal.SIGKILL)
+        finally:
+            stdout, stderr = collect(process, timeout=400)
+        assert process.returncode == 0, stderr
+        assert f"ended FAILED: its running trial is retried once its heartbeat is stale" in stdout + stderr
         trials = optuna.load_study(study_name="q2_lr", storage=storage).trials
-        assert len(trials) == 5 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials), [
-            (t.number, t.state.name, t.user_attrs) for t in trials]
+        states = [t.state for t in trials]
+        assert states.count(optuna.trial.TrialState.COMPLETE) == 4 and states.count(optuna.trial.TrialState.FAIL) == 1
+        assert trials[lost.number].state == optuna.trial.TrialState.FAIL
+        (retry,) = [t for t in trials if t.system_attrs.get("failed_trial") == lost.number]  # Optuna's retry of it
+        assert retry.state == optuna.trial.TrialState.COMPLETE and retry.params == lost.params
         client = MlflowClient(server)
         (experiment,) = [e for e in client.search_experiments() if e.name == "slurm-study"]
         runs = client.search_runs([experiment.experiment_id])
         (parent,) = [r for r in runs if r.data.tags.get("mlplab.kind") == "study"]
-        trial_runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        trial_runs = {int(r.data.tags["job_num"]): r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
         assert parent.info.status == "FINISHED"
-        assert sorted(int(r.data.tags["job_num"]) for r in trial_runs) == [t.number for t in trials]
-        assert all(r.info.status == "FINISHED" for r in trial_runs)
-        workers = {r.data.tags["slurm_job_id"] for r in trial_runs}  # the trials ran in the two SLURM jobs
-        assert len(workers) <= 2 and all(w.rsplit("_", 1)[-1] in ("0", "1") for w in workers)
+        assert sorted(trial_runs) == [t.number for t in trials]  # every trial a child run, the lost one too
+        # ended by the launcher once the trial failed (worker_lost), or first by the other worker, which sees on this one
+        # node that the run's process is gone (process_lost)
+        assert trial_runs[lost.number].info.status == "KILLED"
+        assert trial_runs[lost.number].data.tags["status"] in ("worker_lost", "process_lost")
+        assert all(r.info.status == "FINISHED" for number, r in trial_runs.items() if number != lost.number)
+        workers = {r.data.tags["slurm_job_id"] for r in trial_runs.values()}  # the trials ran in the two SLURM jobs
+        assert len(workers) == 2 and all(w.rsplit("_", 1)[-1] in ("0", "1") for w in workers)
         assert {t.user_attrs["worker"] for t in trials} == {f"slurm:{w}" for w in workers}
-        artifacts = client.list_artifacts(trial_runs[0].info.run_id)  # uploaded through the server
+        artifacts = client.list_artifacts(trial_runs[retry.number].info.run_id)  # uploaded through the server
         assert artifacts and (tmp_path / "served-artifacts").is_dir()
     assert squeue(slurm) == []
+
+
+def running_trial_of(storage: str, task: str):
+    """The RUNNING trial of the SLURM worker whose array task ends with ``task``, if it has one."""
+    try:
+        trials = optuna.load_study(study_name="q2_lr", storage=storage).trials
+    except KeyError:  # the study is not made yet
+        return None
+    return next((t for t in trials if t.state == optuna.trial.TrialState.RUNNING
+                 and t.user_attrs.get("worker", "").endswith(task)), None)
+
+
+def submitit_python_of(task: str) -> int:
+    """The pid of the Python process that SLURM array task ``task`` (e.g. ``12_1``) runs submitit's job in."""
+    array, index = task.split("_")
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = set((proc / "environ").read_bytes().split(b"\0"))
+        except OSError:
+            continue
+        if b"submitit.core._submit" in cmdline and {f"SLURM_ARRAY_JOB_ID={array}".encode(),
+                                                    f"SLURM_ARRAY_TASK_ID={index}".encode()} <= environ:
+            return int(proc.name)
+    raise AssertionError(f"no submitit process of SLURM task {task}")
 
 
 def test_a_sweep_sbatch_refuses_ends_in_one_line_naming_the_fix(slurm, data_root, mlflow_uri, tmp_path):
@@ -261,3 +321,34 @@ def test_a_job_exited_mid_epoch_by_submitits_time_limit_handler_is_killed_not_fa
     result.end_by(SystemExit(-1))  # submitit requeues the job, then exits: the run is KILLED, the requeue resumes it
     assert (result.status, RUN_STATUS[result.status]) == ("killed", "KILLED")
     assert result.detail == "exited (sys.exit(-1) during training)"
+
+
+@pytest.mark.parametrize("submitit_does, status, detail", [
+    ("requeue", "killed", "requeued on SLURM's warning of its time limit or a pre-emption (USR2): the next attempt "
+                          "resumes from its last checkpoint"),
+    ("refuse", "killed", "out of time: SLURM's time limit is near and the job is not requeued (Job not requeued "
+                         "because: timed-out too many times.)")])
+def test_the_time_limit_warning_ends_the_run_saying_whether_it_was_requeued(submitit_does, status, detail):
+    import submitit
+
+    from mlplab.slurm import hand_requeues_to_the_run
+    from mlplab.training.result import Result
+
+    def submitits_handler(signum, frame):  # as submitit's checkpoint_and_try_requeue ends
+        if submitit_does == "requeue":
+            sys.exit(-1)
+        raise submitit.core.utils.UncompletedJobError("Job not requeued because: timed-out too many times.")
+
+    previous = {signum: signal.signal(signum, submitits_handler if signum == signal.SIGUSR2 else signal.getsignal(signum))
+                for signum in (signal.SIGUSR2, signal.SIGTERM)}
+    try:
+        hand_requeues_to_the_run()
+        result = Result(status="finished")
+        with pytest.raises(BaseException) as ended:
+            signal.raise_signal(signal.SIGUSR2)
+        result.end_by(ended.value)
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN  # SLURM's SIGTERM must not cut the closing short
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert (result.status, result.detail) == (status, detail)

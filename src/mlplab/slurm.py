@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -31,6 +32,45 @@ def job_id() -> Optional[str]:
 def restarts() -> int:
     """How many times SLURM has requeued the job this process runs in."""
     return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+
+
+class Requeued(SystemExit):
+    """This attempt of the job ends: submitit checkpointed it and had SLURM requeue it, on the signal SLURM sends
+    ``signal_delay_s`` before the time limit (or on a pre-emption); the next attempt resumes."""
+
+    status = "killed"
+    detail = ("requeued on SLURM's warning of its time limit or a pre-emption (USR2): the next attempt resumes "
+              "from its last checkpoint")
+
+
+class OutOfTime(Exception):
+    """SLURM's time limit is near and submitit did not requeue the job (its requeues are used up)."""
+
+    status = "killed"
+
+
+def hand_requeues_to_the_run() -> None:
+    """submitit's handler of SLURM's warning signal (USR2) ends the job by ``sys.exit(-1)``, or by an error when it
+    will not requeue: both are said as what they are, so the run ends KILLED with the reason. Call in the job,
+    after submitit installed its handlers."""
+    submitits = signal.getsignal(signal.SIGUSR2)
+    if not callable(submitits):
+        return
+
+    def on_warning(signum, frame):
+        import submitit
+
+        # This attempt ends now, whatever submitit decides: the SIGTERM with which SLURM takes back a requeued job
+        # must not cut short the run's closing, nor turn its "requeued" into "interrupted".
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            submitits(signum, frame)
+        except submitit.core.utils.UncompletedJobError as error:
+            raise OutOfTime(f"out of time: SLURM's time limit is near and the job is not requeued ({error})") from None
+        except SystemExit:
+            raise Requeued(-1) from None
+
+    signal.signal(signal.SIGUSR2, on_warning)
 
 
 def executor(folder: str, params: dict[str, Any], max_num_timeout: int = 0):
@@ -87,6 +127,18 @@ def wait_all(jobs: Sequence, on_end: Callable[[int, Any], None]) -> None:
             time.sleep(POLL_S)
 
 
-def cancel(jobs: Sequence) -> None:
+def cancel(jobs: Sequence, grace_s: float) -> bool:
+    """``scancel`` the jobs, then wait (at most ``grace_s``) until SLURM has let go of them: a cancelled job is
+    CANCELLED in sacct at once, but its processes go on closing their runs on SIGTERM while squeue still lists it
+    as completing. True when none is left."""
     for job in jobs:
         job.cancel(check=False)
+    ids = ",".join(job.job_id for job in jobs)
+    deadline = time.monotonic() + grace_s
+    while True:
+        listed = subprocess.run(["squeue", "-h", "-o", "%i", "-j", ids], capture_output=True, text=True)
+        if listed.returncode == 0 and not listed.stdout.split():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_S / 4)

@@ -30,6 +30,7 @@ from ..errors import MlplabError
 from ..masking import MaskingStream
 
 log = logging.getLogger(__name__)
+CANCEL_GRACE_S = 20  # Ctrl-C: how long the cancelled jobs get to close their runs before this command returns
 
 
 class SweepIncomplete(MlplabError):
@@ -45,6 +46,7 @@ class SlurmLauncher(BaseSubmititLauncher):
         import submitit
 
         interrupts.install()  # after submitit's handlers: SIGTERM ends the run KILLED instead of being ignored
+        slurm.hand_requeues_to_the_run()
         if not isinstance(sys.stdout, MaskingStream):  # the job's log, as the command's own output
             sys.stdout, sys.stderr = MaskingStream(sys.stdout), MaskingStream(sys.stderr)
         Singleton.set_state(singleton_state)
@@ -97,8 +99,8 @@ class SlurmLauncher(BaseSubmititLauncher):
             returns = self._collect(jobs, [list(o) for o in job_overrides], initial_job_idx)
         except KeyboardInterrupt:
             with interrupts.deferred():  # a second Ctrl-C must not leave the jobs running on their own
-                slurm.cancel(jobs)
-                log.info(f"cancelled the sweep's {len(jobs)} SLURM jobs")
+                gone = slurm.cancel(jobs, CANCEL_GRACE_S)  # they end their runs KILLED on SIGTERM
+                log.info(f"cancelled the sweep's {len(jobs)} SLURM jobs" + ("" if gone else " (some still completing)"))
             raise
         self._report(returns, job_overrides, initial_job_idx, sweep_dir)
         return returns

@@ -405,11 +405,8 @@ def run_slurm_workers(ctx: Context, study: optuna.Study) -> None:
         slurm.wait_all(jobs, ended)
     except KeyboardInterrupt:
         with interrupts.deferred():  # a second signal must not leave the workers running on their own
-            slurm.cancel(jobs)
-            log.info("cancelled the study's %d SLURM workers", len(jobs))
-            deadline = time.monotonic() + 2 * STOP_GRACE_S  # they close their own trials and runs on SIGTERM
-            while time.monotonic() < deadline and not all(job.done(force_check=True) for job in jobs):
-                time.sleep(slurm.POLL_S)
+            gone = slurm.cancel(jobs, 2 * STOP_GRACE_S)  # they close their own trials and runs on SIGTERM
+            log.info("cancelled the study's %d SLURM workers%s", len(jobs), "" if gone else " (some still completing)")
             for job in jobs:
                 fail_lost_trials(ctx, study, f"slurm:{job.job_id}", f"SLURM worker {job.job_id} cancelled", interrupted=True)
         raise

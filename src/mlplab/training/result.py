@@ -68,7 +68,8 @@ class Result:
         if isinstance(error, KeyboardInterrupt):
             status, detail = "killed", "interrupted (SIGINT/SIGTERM)"
         elif isinstance(error, SystemExit):  # a handler that exits mid-epoch, e.g. submitit's before a time limit
-            status, detail = "killed", f"exited (sys.exit({error.code!r}) during training)"
+            status = getattr(error, "status", "killed")
+            detail = getattr(error, "detail", f"exited (sys.exit({error.code!r}) during training)")
         else:
             status = getattr(error, "status", "failed")
             detail = str(error) if status != "failed" else f"{type(error).__name__}: {error}"
