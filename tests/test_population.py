@@ -83,6 +83,17 @@ def test_adam_members_match_and_a_diverging_member_stops_alone(tiny_config, tmp_
     assert all(torch.isfinite(w).all() for w in weights(tmp_path / "member1").values())
 
 
+def test_a_diverging_member_of_the_fused_four_equations_stops_alone_with_the_weights_it_had(tiny_config, tmp_path):
+    cfgs = [tiny_config(*STEPS_20, "trainer.engine=seed", "model.activation=relu", "trainer.epochs=2", f"optimizer.lr={lr}")
+            for lr in (0.1, 1e30, 0.5)]
+    members, solos = solo_and_population(cfgs, tmp_path)
+    assert [m.result.status for m in members] == [s.status for s in solos] == ["finished", "diverged", "finished"]
+    assert members[1].result.detail == solos[1].detail  # the same epoch and image
+    for k in range(3):  # the diverged one's too: the weights before the step whose cost was not finite
+        assert relative_difference(weights(tmp_path / f"member{k}"), weights(tmp_path / f"solo{k}")) < 1e-5
+    assert all(torch.isfinite(w).all() for w in weights(tmp_path / "member1").values())
+
+
 def test_early_stopping_acts_per_member(tiny_config, tmp_path):
     cfgs = [tiny_config(*STEPS_20, "trainer.epochs=8", "trainer.early_stopping_patience=2", f"optimizer.lr={lr}")
             for lr in (1e-9, 0.5)]

@@ -5,7 +5,7 @@ per member. When the members share their mini-batches (one shuffle seed) the bat
 layer is one GEMM against the members' W^1 side by side, their z^1 its (m, K·n_1) columns. Everything else is
 the seed's feedforward and four equations (``backprop.py``) with a batch dimension in front:
 
-    z^ℓ = a^{ℓ-1} (W^ℓ)ᵀ + b^ℓ                    a batched GEMM (``batched_mm``)
+    z^ℓ = a^{ℓ-1} (W^ℓ)ᵀ + b^ℓ                    a batched GEMM (``batched_linear``; ``shared_linear`` for W^1)
     δ^L = ∂C/∂z^L,   δ^ℓ = (δ^{ℓ+1} W^{ℓ+1}) ⊙ σ'(z^ℓ)    a batched GEMM
     ∂C/∂W^ℓ = (1/m) (δ^ℓ)ᵀ a^{ℓ-1},   ∂C/∂b^ℓ = (1/m) Σ_rows δ^ℓ
 
