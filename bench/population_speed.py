@@ -1,6 +1,6 @@
 """Populations against one job at a time, measured in one run on real Fashion-MNIST.
 
-    .venv/bin/python bench/population_speed.py [--sweep-epochs 30] [--skip-sweep] [--rounds 2]
+    .venv/bin/python bench/population_speed.py [--sweep-epochs 30] [--skip-sweep] [--rounds 2] [--other CHECKOUT]
 
 1. The Assignment 6 Q2 sweep as a user runs it: ``mlplab-train -m experiment=q2_shallow
    optimizer.lr=0.0001,0.0005,0.001,0.005,0.01`` (30 epochs, tracked in a throw-away MLflow store) with
@@ -42,12 +42,14 @@ NIELSEN_RATES = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0)
 QUIET = ["tracking=off", "trainer.progress=false", "trainer.checkpoint=false", "trainer.device=cpu"]
 
 
-def sweep_seconds(launcher: list[str], epochs: int, folder: Path, rates=Q2_RATES) -> float:
+def sweep_seconds(launcher: list[str], epochs: int, folder: Path, rates=Q2_RATES, source: Path | None = None) -> float:
+    """The whole sweep command's wall time; ``source``: another checkout's ``src`` to run instead of this one's."""
+    env = {**os.environ, **({"PYTHONPATH": str(source)} if source else {})}
     command = [str(ROOT / ".venv" / "bin" / "mlplab-train"), "-m", *launcher, "experiment=q2_shallow",
                f"optimizer.lr={','.join(map(str, rates))}", f"trainer.epochs={epochs}",
                f"tracking.uri=sqlite:///{folder / 'mlflow.db'}", f"hydra.sweep.dir={folder / 'sweep'}"]
     started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=folder)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=folder, env=env)
     took = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(launcher)} failed:\n{done.stderr[-2000:]}")
@@ -81,6 +83,7 @@ rss = lambda: int(open("/proc/self/statm").read().split()[1]) * page
 members, overrides = int(sys.argv[1]), sys.argv[2:]
 cfgs = [compose(overrides + [f"optimizer.lr={0.1 * (k + 1)}"]) for k in range(members)]
 splits = data_module.load(cfgs[0].data, torch.device("cpu"))
+torch.optim.SGD([torch.zeros(1, requires_grad=True)]).zero_grad()  # the first optimiser imports torch._dynamo: ~150 MiB once
 before, peak, running = rss(), [0], [True]
 def sample():
     while running[0]:
@@ -115,6 +118,8 @@ def main() -> None:
     parser.add_argument("--launchers", default="population,basic,joblib", help="section 1's launchers")
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds of sections 2-3 (after a warm-up)")
     parser.add_argument("--sweep-rounds", type=int, default=2, help="rounds of section 1, the launchers alternating")
+    parser.add_argument("--other", type=Path, help="section 1 also with this checkout's src (e.g. a clone at an earlier "
+                                                    "commit), alternating with this one: before and after in one run")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads; "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
@@ -124,20 +129,23 @@ def main() -> None:
                  "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]}
         launchers = {name: known[name] for name in args.launchers.split(",")}
         rates = [float(rate) for rate in args.q2_rates.split(",")]
-        times: dict[str, list[float]] = {name: [] for name in launchers}
-        for round_ in range(args.sweep_rounds):  # alternating: the machine's drift falls on every launcher alike
-            for name, launcher in launchers.items():
+        # (checkout, launcher) pairs, alternating over the rounds: the machine's drift falls on every one alike
+        sides = {"this": None, **({"other": args.other.resolve() / "src"} if args.other else {})}
+        times: dict[tuple[str, str], list[float]] = {(side, name): [] for name in launchers for side in sides}
+        for round_ in range(args.sweep_rounds):
+            for side, name in times:
                 with tempfile.TemporaryDirectory() as folder:
-                    times[name].append(sweep_seconds(launcher, args.sweep_epochs, Path(folder), rates))
-                print(f"  round {round_ + 1}, Q2 sweep, {name}: {times[name][-1]:.1f} s", flush=True)
-        wall = {name: statistics.median(seconds) for name, seconds in times.items()}
+                    times[side, name].append(sweep_seconds(launchers[name], args.sweep_epochs, Path(folder), rates, sides[side]))
+                print(f"  round {round_ + 1}, Q2 sweep, {side} checkout, {name}: {times[side, name][-1]:.1f} s", flush=True)
+        wall = {key: statistics.median(seconds) for key, seconds in times.items()}
         print(f"\n1. Q2 sweep over {len(rates)} rates ({', '.join(map(str, rates))}), {args.sweep_epochs} epochs, whole "
-              f"command, median of {args.sweep_rounds}")
-        print("| launcher | wall s | rounds s | population is × faster |")
-        print("|---|---:|---|---:|")
-        for name, seconds in wall.items():
-            rounds = " / ".join(f"{t:.1f}" for t in times[name])
-            print(f"| {name} | {seconds:.1f} | {rounds} | {seconds / wall[next(iter(wall))]:.2f} |")
+              f"command, median of {args.sweep_rounds}" + (f"; other checkout: {args.other}" if args.other else ""))
+        print("| checkout | launcher | wall s | rounds s | its population is × faster |")
+        print("|---|---|---:|---|---:|")
+        for (side, name), seconds in wall.items():
+            rounds = " / ".join(f"{t:.1f}" for t in times[side, name])
+            first = wall[side, next(iter(launchers))]
+            print(f"| {side} | {name} | {seconds:.1f} | {rounds} | {seconds / first:.2f} |")
     if args.sweep_only:
         return
 
