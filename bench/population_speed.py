@@ -6,7 +6,9 @@
    optimizer.lr=0.0001,0.0005,0.001,0.005,0.01`` (30 epochs, tracked in a throw-away MLflow store) with
    ``hydra/launcher=population``, ``basic`` (one job after another) and ``joblib`` (2 processes; ``--launchers``, ``--q2-rates``): the whole
    command's wall time, the launchers alternating over ``--sweep-rounds`` rounds, medians. Targets: population
-   ≥ 2.5× basic, ≥ 1.5× joblib.
+   ≥ 2.5× basic, ≥ 1.5× joblib. Beside them, the floor: the sweep's first-layer GEMMs alone (every member's
+   z¹ = x W¹ᵀ and ∂C/∂W¹ = δᵀx at every step, 5 × 784·100 · 300 multiply-adds each), which any way of training it
+   must do; the basic launcher's time over that floor is the most any launcher could gain on this machine.
 2. Nielsen's chapter-1 network (784-30-10, quadratic cost, mini-batch 10, the seed engine) at 10 learning rates:
    the epochs of the 10 jobs one after another against the epoch of their population. Target ≥ 5×.
 3. How the gain grows with K (1, 2, 5, 10, 20; the Q2 network) and with the hidden width (30, 100, 1000; K = 5):
@@ -56,6 +58,25 @@ def sweep_seconds(launcher: list[str], epochs: int, folder: Path, rates=Q2_RATES
     statuses = [json.loads(p.read_text())["status"] for p in (folder / "sweep").glob("*/result.json")]
     assert statuses == ["finished"] * len(rates), statuses
     return took
+
+
+def first_layer_floor(members: int, epochs: int, n_train: int, batch: int = 300, n_in: int = 784,
+                      width: int = 100, repeats: int = 3) -> float:
+    """Seconds the sweep's first-layer GEMMs take alone: for every step of ``epochs`` epochs, z¹ = x W¹ᵀ of all
+    members over the shared batch and ∂C/∂W¹ = δᵀx, as the population forms them (best of ``repeats`` epochs)."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, n_in, generator=generator)
+    W = torch.randn(members * width, n_in, generator=generator)
+    delta = torch.randn(batch, members * width, generator=generator)
+    steps = -(-n_train // batch)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first warms MKL
+        started = time.perf_counter()
+        for _ in range(steps):
+            torch.mm(x, W.t())
+            torch.mm(delta.t(), x)
+        best = min(best, time.perf_counter() - started)
+    return best * epochs
 
 
 def epoch_seconds(cfgs, splits, rounds: int) -> tuple[float, float]:
@@ -146,6 +167,14 @@ def main() -> None:
             rounds = " / ".join(f"{t:.1f}" for t in times[side, name])
             first = wall[side, next(iter(launchers))]
             print(f"| {side} | {name} | {seconds:.1f} | {rounds} | {seconds / first:.2f} |")
+        cfg = compose(QUIET + ["experiment=q2_shallow"])
+        n_train = len(data_module.load(cfg.data, torch.device("cpu")).train)
+        with torch.inference_mode():
+            floor = first_layer_floor(len(rates), args.sweep_epochs, n_train, cfg.trainer.batch_size)
+        print(f"| | first-layer GEMMs alone (the floor) | {floor:.1f} | | |")
+        if "basic" in launchers:
+            print(f"The most any launcher could gain over basic here: {wall['this', 'basic'] / floor:.2f}× "
+                  f"(basic's wall time over the floor)")
     if args.sweep_only:
         return
 

@@ -10,6 +10,7 @@ import torch
 
 from helpers.console import run_cli
 from mlplab.nn.costs import COSTS
+from mlplab.training import population
 from mlplab.training.loop import Pruned, train
 from mlplab.training.population import population_key, shape_key, train_population
 from mlplab.training.recorder import NoRecorder
@@ -69,7 +70,16 @@ def test_members_differing_in_every_key_that_may_differ_each_match_their_solo_ru
     assert shares[0][:2] == shares[1][:2] == shares[2][:2] and shares[0][2] == shares[1][2]
 
 
-def test_adam_members_match_and_a_diverging_member_stops_alone(tiny_config, tmp_path):
+@pytest.fixture(params=("read each step", "kept on the device"))
+def divergence_check(request, monkeypatch):
+    """Both ways a population notices divergence: the host reading each step's costs (a CPU), and the marks
+    kept on the device until the epoch's end (an accelerator's: forced here on the CPU)."""
+    if request.param == "kept on the device":
+        monkeypatch.setattr(population, "COSTS_READ_EACH_STEP_ON", ())
+    return request.param
+
+
+def test_adam_members_match_and_a_diverging_member_stops_alone(tiny_config, tmp_path, divergence_check):
     cfgs = [tiny_config(*STEPS_20, "optimizer=adam", "model.activation=relu", "trainer.epochs=2", f"optimizer.lr={lr}")
             for lr in (0.001, 1e30, 0.01)]
     members, solos = solo_and_population(cfgs, tmp_path)
@@ -83,7 +93,8 @@ def test_adam_members_match_and_a_diverging_member_stops_alone(tiny_config, tmp_
     assert all(torch.isfinite(w).all() for w in weights(tmp_path / "member1").values())
 
 
-def test_a_diverging_member_of_the_fused_four_equations_stops_alone_with_the_weights_it_had(tiny_config, tmp_path):
+def test_a_diverging_member_of_the_fused_four_equations_stops_alone_with_the_weights_it_had(tiny_config, tmp_path,
+                                                                                           divergence_check):
     cfgs = [tiny_config(*STEPS_20, "trainer.engine=seed", "model.activation=relu", "trainer.epochs=2", f"optimizer.lr={lr}")
             for lr in (0.1, 1e30, 0.5)]
     members, solos = solo_and_population(cfgs, tmp_path)
@@ -92,6 +103,62 @@ def test_a_diverging_member_of_the_fused_four_equations_stops_alone_with_the_wei
     for k in range(3):  # the diverged one's too: the weights before the step whose cost was not finite
         assert relative_difference(weights(tmp_path / f"member{k}"), weights(tmp_path / f"solo{k}")) < 1e-5
     assert all(torch.isfinite(w).all() for w in weights(tmp_path / "member1").values())
+
+
+@pytest.mark.parametrize("engine", ("autograd", "seed"))
+def test_with_divergence_kept_on_the_device_a_step_reads_nothing_back(tiny_config, tmp_path, monkeypatch, engine):
+    # Every way a tensor's value reaches Python is counted while a step runs: on an accelerator each one
+    # would wait for the device. The host's per-step check reads once a step, which shows the count works.
+    reads, stepping = [], [False]
+    for name in ("item", "tolist", "__float__", "__bool__", "__int__"):
+        def counted(tensor, *args, _read=getattr(torch.Tensor, name), _name=name):
+            if stepping[0]:
+                reads.append(_name)
+            return _read(tensor, *args)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    step = population.Population.step
+
+    def watched(self, *args):
+        stepping[0] = True
+        try:
+            return step(self, *args)
+        finally:
+            stepping[0] = False
+    monkeypatch.setattr(population.Population, "step", watched)
+    cfgs = [tiny_config(*STEPS_20, f"trainer.engine={engine}", "optimizer=sgdm", "regularization.l2=1.0",
+                        f"optimizer.lr={lr}") for lr in (0.1, 1e30)]
+    members = train_population(cfgs, [tmp_path / f"host{k}" for k in range(2)])
+    assert len(reads) >= 20 and members[1].result.status == "diverged"
+    reads.clear()
+    monkeypatch.setattr(population, "COSTS_READ_EACH_STEP_ON", ())
+    members = train_population(cfgs, [tmp_path / f"device{k}" for k in range(2)])
+    assert reads == [] and [m.result.status for m in members] == ["finished", "diverged"]
+    # The diverged member's weights (±inf among them here) are put back bit for bit; the other's differ in rounding only: after the
+    # host drops a member its GEMMs have one member fewer, while on the device both stay to the epoch's end.
+    torch.testing.assert_close(weights(tmp_path / "device1"), weights(tmp_path / "host1"), rtol=0, atol=0, equal_nan=True)
+    assert relative_difference(weights(tmp_path / "device0"), weights(tmp_path / "host0")) < 1e-6
+
+
+def test_ctrl_c_after_a_divergence_kept_on_the_device_ends_that_member_diverged_and_the_others_killed(
+        tiny_config, tmp_path, monkeypatch):
+    monkeypatch.setattr(population, "COSTS_READ_EACH_STEP_ON", ())
+    step, steps = population.Population.step, []
+
+    def interrupted_at_step_10(self, *args):
+        steps.append(1)
+        if len(steps) == 10:
+            raise KeyboardInterrupt
+        return step(self, *args)
+    monkeypatch.setattr(population.Population, "step", interrupted_at_step_10)
+    cfgs = [tiny_config(*STEPS_20, "trainer.engine=seed", "model.activation=relu", f"optimizer.lr={lr}")
+            for lr in (0.1, 1e30, 0.5)]
+    with pytest.raises(KeyboardInterrupt):
+        train_population(cfgs, [tmp_path / f"member{k}" for k in range(3)])
+    solo = train(cfgs[1], tmp_path / "solo1", quiet=True)
+    results = [json.loads((tmp_path / f"member{k}" / "result.json").read_text()) for k in range(3)]
+    assert [r["status"] for r in results] == ["killed", "diverged", "killed"]
+    assert results[1]["detail"] == solo.detail
+    assert relative_difference(weights(tmp_path / "member1"), weights(tmp_path / "solo1")) < 1e-5
 
 
 def test_early_stopping_acts_per_member(tiny_config, tmp_path):

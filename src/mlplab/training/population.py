@@ -11,10 +11,13 @@ together, on stacked weights:
 
 A member that stops — diverged, early stopped, pruned, failed, or through with its epochs — is concluded and
 its run closed at once; the others go on without it. Ctrl-C or SIGTERM ends every member still training.
+On an accelerator a diverged member is only marked on the device and leaves at the epoch's end (see
+``COSTS_READ_EACH_STEP_ON``), with the same weights and the same record.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -44,6 +47,13 @@ MAY_DIFFER = ("optimizer.lr", "optimizer.momentum", "regularization.l2", "regula
               "trainer.early_stopping_patience", "trainer.keep_best", "trainer.checkpoint", "trainer.validate_every",
               "trainer.evaluate_test", "trainer.progress", "trainer.diagnostics", "trainer.threads", "tracking.*",
               "name")
+
+
+# Where the host reads every step's costs to stop a diverging member at once. On a CPU the read costs only
+# itself; on an accelerator it would wait for the queue of launched work to drain, every step. There the step
+# keeps to the device instead: a member whose cost is not finite is marked and its parameters put back as they
+# were before the step, and it leaves at the epoch's end — its weights and its record as if it had left then.
+COSTS_READ_EACH_STEP_ON = ("cpu",)
 
 
 # On a CPU, a network whose widest layer costs more multiply-adds per mini-batch than this trains no faster in
@@ -127,6 +137,9 @@ def train_population(cfgs: Sequence, out_dirs: Sequence[Path], *, recorders: Opt
             population = Population(jobs)
             population.fit()
     except BaseException as error:
+        if population is not None and population.deferred and population.jobs:
+            with contextlib.suppress(Exception):  # those that diverged before it end diverged, as on a CPU
+                population.leave_diverged_on_device(population.epoch)
         for job in jobs:
             if not job.closed:
                 job.result.end_by(error)
@@ -169,22 +182,31 @@ class Population:
         self.permutations: Optional[torch.Tensor] = None  # (K, n) when the members shuffle apart
         self.checking = any(job.next_check for job in jobs)  # some member validates every k images
         self.uncounted = 0  # images every member trained on since its count was last brought up to date
+        # Divergence kept on the device (COSTS_READ_EACH_STEP_ON); validating every k images reads anyway.
+        self.deferred = device.type not in COSTS_READ_EACH_STEP_ON and not self.checking
+        self.going = torch.ones(len(jobs), dtype=torch.bool, device=device)  # no non-finite cost yet
+        self.last_cost = torch.zeros(len(jobs), device=device)  # while going, its latest; then its first non-finite
+        self.images_going = torch.zeros(len(jobs), dtype=torch.long, device=device)  # this epoch, while going
+        self.before: Optional[list[torch.Tensor]] = None  # the parameters before the step, to put back
+        self.epoch = 1
 
     # ---- the epochs -------------------------------------------------------------------------------------
     def fit(self) -> None:
-        epoch = 1
+        self.epoch = 1
         while self.jobs:
+            epoch = self.epoch
             clock = time.perf_counter()
             self.lr = torch.tensor([job.optimizer.param_groups[0]["lr"] for job in self.jobs],
                                    device=self.cost_sums.device)
             self.step_m, self.penalty_factors = 0, self.penalties()
             self.cost_sums.zero_()
+            self.images_going.zero_()
             for start, end, x, y, y_onehot in self.batches():
                 if not self.step(epoch, x, y, y_onehot, self.trained_z[:, start:end]):
                     return  # every member diverged
                 self.advance(end - start)
             self.end_epoch(epoch, clock)
-            epoch += 1
+            self.epoch += 1
 
     def batches(self):
         """Each member's epoch order from its own generator, exactly as alone. Members of one seed draw the same
@@ -226,6 +248,9 @@ class Population:
                 fwd = self.net.feedforward(x)
                 values, delta = self.net.output_error(fwd, y_onehot)
         z_out.copy_(fwd.z[-1].detach())
+        if self.deferred:
+            self.step_on_device(x, fwd, costs if self.autograd else None, values, delta)
+            return True
         all_finite = math.isfinite(values.sum())  # one reduction and one read per step (inf/nan stay so in a sum)
         finite = torch.isfinite(values) if not all_finite else None
         if self.autograd:  # of the members as they are now: a diverged one's gradient is dropped below
@@ -241,16 +266,42 @@ class Population:
             if delta is not None:
                 delta = delta.index_select(0, index)
             fwd = fwd.keep(index)
+        self.move(x.shape[-2], fwd, delta, grads)
+        self.cost_sums.add_(values, alpha=x.shape[-2])
+        return True
+
+    def step_on_device(self, x: torch.Tensor, fwd, costs: Optional[torch.Tensor], values: torch.Tensor,
+                       delta: Optional[torch.Tensor]) -> None:
+        """``step`` with no read from the device: a member whose cost is not finite stops going, every member
+        moves, and those not going get their parameters back (whatever their step computed, inf and nan
+        included: ``where`` picks, it does not multiply). The marks are set last, so a member is marked only
+        once its parameters are back (Ctrl-C may come between any two lines)."""
+        m = x.shape[-2]
+        finite = torch.isfinite(values)
+        going = self.going & finite
+        grads = self.autograd_gradients(torch.where(finite, costs, 0.0)) if self.autograd else None
+        params = self.net.parameters()
+        if self.before is None:
+            self.before = [torch.empty_like(p, requires_grad=False) for p in params]
+        with torch.no_grad():
+            torch._foreach_copy_(self.before, [p.detach() for p in params])
+            self.move(m, fwd, delta, grads)
+            for p, before in zip(params, self.before):
+                torch.where(going.view((-1,) + (1,) * (p.dim() - 1)), p, before, out=p)
+        self.cost_sums.add_(values, alpha=m)
+        torch.where(self.going, values, self.last_cost, out=self.last_cost)
+        self.images_going.add_(going, alpha=m)
+        self.going = going
+
+    def move(self, m: int, fwd, delta: Optional[torch.Tensor], grads: Optional[list[torch.Tensor]]) -> None:
+        """Every member's update from its gradients (autograd's, or the four equations' from δᴸ)."""
         with torch.inference_mode(not self.autograd):
             if self.fused:
-                m = x.shape[-2]
                 if m != self.step_m:  # −η/m per member: new each epoch, and for a shorter last mini-batch
                     self.step_m, self.step_size = m, self.lr / -m
                 self.net.descend(fwd, delta, self.step_size, *self.penalty_factors)
             else:
                 self.descend(grads if grads is not None else self.net.gradients(fwd, delta))
-        self.cost_sums.add_(values, alpha=x.shape[-2])
-        return True
 
     @torch.no_grad()
     def descend(self, grads: list[torch.Tensor]) -> None:
@@ -286,6 +337,23 @@ class Population:
             self.end_member(job, "diverged", diverged_at(values[row], epoch, job.images_seen))
         return self.drop(diverged)
 
+    def leave_diverged_on_device(self, epoch: int) -> None:
+        """The members marked diverged in ``step_on_device`` end as they would have at once: their weights from
+        before the step whose cost was not finite, their count of images up to it, that cost in their record."""
+        going = self.going.tolist()
+        if all(going):
+            return
+        costs, images = self.last_cost.tolist(), self.images_going.tolist()
+        diverged = [row for row, ok in enumerate(going) if not ok]
+        for row in diverged:
+            job = self.jobs[row]
+            if job.closed:  # already ended, when Ctrl-C came while they were being ended
+                continue
+            job.advance(images[row])  # not yet counted: the others' count is brought up to date after
+            self.net.write_member(row, job.net)
+            self.end_member(job, "diverged", diverged_at(costs[row], epoch, job.images_seen))
+        self.drop(diverged)
+
     def advance(self, images: int) -> None:
         """``images`` more trained on by every member. Without every-k-images validations the members' counts
         are brought up to date only when read (``count_up``): a Python loop over K members per step is
@@ -304,6 +372,10 @@ class Population:
     def end_epoch(self, epoch: int, clock: float) -> None:
         """Every member's figures (one stacked validation pass), its weights and state back in its own network
         and optimiser, then its end-of-epoch hooks; the members that stop leave the population."""
+        if self.deferred:
+            self.leave_diverged_on_device(epoch)
+            if not self.jobs:
+                return
         self.count_up()
         train_set, validation, done = self.splits.train, self.splits.validation, self.jobs[0].done
         order = self.jobs[0].permutation[:done] if self.permutations is None else self.permutations[:, :done]
@@ -360,8 +432,9 @@ class Population:
             index = torch.tensor(kept, device=self.cost_sums.device)
             self.net.keep(kept)
             self.optimizer.keep(kept)
-            for name in ("l2_over_n", "l1_over_n", "trained_z", "cost_sums", "lr"):
+            for name in ("l2_over_n", "l1_over_n", "trained_z", "cost_sums", "lr", "going", "last_cost", "images_going"):
                 setattr(self, name, getattr(self, name).index_select(0, index))
+            self.before = None
             self.step_m, self.penalty_factors = 0, self.penalties()
             if self.permutations is not None:
                 self.permutations = self.permutations.index_select(0, index)
