@@ -96,8 +96,8 @@ SlurmdPort=$slurmd_port
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket=$STATE/munge/munge.socket,cred_expire=10
-# cred_expire: a requeued job waits this long before it may start again (SLURM: 120 s)
+AuthInfo=socket=$STATE/munge/munge.socket,cred_expire=5
+# cred_expire: a requeued job waits this long (+1 s) before it may start again (SLURM: 120 s; 5 is its least)
 CredType=cred/munge
 StateSaveLocation=$STATE/ctld
 SlurmdSpoolDir=$STATE/slurmd

@@ -120,24 +120,25 @@ def test_a_four_job_sweep_lands_as_four_finished_children_of_one_parent(slurm, d
 
 
 def test_a_diverging_and_a_cancelled_job_end_failed_and_killed_and_the_sweep_reports_both(slurm, data_root, mlflow_uri, tmp_path):
-    # jobs: #0 finishes, #1 and #3 diverge (Adam at lr 1e30), #2 would run for hours: it is cancelled
+    # jobs: #0 would run for hours: it is cancelled; #1 and #3 diverge (Adam at lr 1e30), #2 finishes. #0 is in the
+    # array's first pair of tasks, so the others run while it waits for its cancel.
     command = sweep(data_root, mlflow_uri, tmp_path / "sweep", "optimizer=adam", "model.activation=relu",
-                    "trainer.epochs=2,100000", "optimizer.lr=0.001,1e30")
+                    "trainer.epochs=100000,2", "optimizer.lr=0.001,1e30")
     process = subprocess.Popen(command, cwd=tmp_path, env=slurm, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: (tmp_path / "sweep" / "2" / "checkpoint.pt").is_file(), 240, "job #2's first epoch")
-        (task,) = [job for job in squeue(slurm) if job.endswith("_2")]
+        wait_for(lambda: (tmp_path / "sweep" / "0" / "checkpoint.pt").is_file(), 240, "job #0's first epoch")
+        (task,) = [job for job in squeue(slurm) if job.endswith("_0")]
         subprocess.run(["scancel", task], env=slurm, check=True)
     finally:
         stdout, stderr = collect(process, timeout=240)
     assert process.returncode == 2, stderr
     last = stderr.strip().splitlines()[-1]
-    assert last.startswith("mlplab-train: error: 1 of 4 jobs of the SLURM sweep did not finish: #2 SLURM job")
+    assert last.startswith("mlplab-train: error: 1 of 4 jobs of the SLURM sweep did not finish: #0 SLURM job")
     assert f"{task} ended CANCELLED" in last
-    assert "1 finished, 2 diverged (#1, #3), 1 did not finish (#2)" in stdout + stderr
+    assert "1 did not finish (#0), 2 diverged (#1, #3), 1 finished" in stdout + stderr
     parent, runs = children(mlflow_uri)
     assert [(r.info.status, r.data.tags["status"]) for r in runs] == [
-        ("FINISHED", "finished"), ("FAILED", "diverged"), ("KILLED", "killed"), ("FAILED", "diverged")]
+        ("KILLED", "killed"), ("FAILED", "diverged"), ("FINISHED", "finished"), ("FAILED", "diverged")]
     assert parent.info.status == "FAILED"  # the sweep did not give every job's result
     assert squeue(slurm) == []
 
