@@ -1,6 +1,7 @@
 """Populations against one job at a time, measured in one run on real Fashion-MNIST.
 
     .venv/bin/python bench/population_speed.py [--sweep-epochs 30] [--skip-sweep] [--rounds 2] [--other CHECKOUT]
+                                               [--device cuda]
 
 1. The Assignment 6 Q2 sweep as a user runs it: ``mlplab-train -m experiment=q2_shallow
    optimizer.lr=0.0001,0.0005,0.001,0.005,0.01`` (30 epochs, tracked in a throw-away MLflow store) with
@@ -15,6 +16,7 @@
    K solo epochs against one population epoch.
 4. Memory: how far resident memory rises above the loaded data while K members train one epoch, against K = 1.
 
+Every section trains on ``--device`` (``cpu``; ``cuda`` for the GPU figures; section 4 always a CPU run's host memory).
 Sections 2–4 time epochs as the trainer does (``history[i]["seconds"]``: training and the validation pass), in
 one process, ``--rounds`` rounds alternating solo and population, and report medians of the rounds.
 """
@@ -41,7 +43,8 @@ from mlplab.training.population import train_population
 ROOT = Path(__file__).resolve().parent.parent
 Q2_RATES = (0.0001, 0.0005, 0.001, 0.005, 0.01)
 NIELSEN_RATES = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0)
-QUIET = ["tracking=off", "trainer.progress=false", "trainer.checkpoint=false", "trainer.device=cpu"]
+QUIET = ["tracking=off", "trainer.progress=false", "trainer.checkpoint=false", "trainer.device=cpu"]  # see --device
+DEVICE = torch.device("cpu")
 
 
 def sweep_seconds(launcher: list[str], epochs: int, folder: Path, rates=Q2_RATES, source: Path | None = None) -> float:
@@ -49,7 +52,8 @@ def sweep_seconds(launcher: list[str], epochs: int, folder: Path, rates=Q2_RATES
     env = {**os.environ, **({"PYTHONPATH": str(source)} if source else {})}
     command = [str(ROOT / ".venv" / "bin" / "mlplab-train"), "-m", *launcher, "experiment=q2_shallow",
                f"optimizer.lr={','.join(map(str, rates))}", f"trainer.epochs={epochs}",
-               f"tracking.uri=sqlite:///{folder / 'mlflow.db'}", f"hydra.sweep.dir={folder / 'sweep'}"]
+               f"tracking.uri=sqlite:///{folder / 'mlflow.db'}", f"hydra.sweep.dir={folder / 'sweep'}",
+               f"trainer.device={DEVICE}"]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=folder, env=env)
     took = time.perf_counter() - started
@@ -65,16 +69,19 @@ def first_layer_floor(members: int, epochs: int, n_train: int, batch: int = 300,
     """Seconds the sweep's first-layer GEMMs take alone: for every step of ``epochs`` epochs, z¹ = x W¹ᵀ of all
     members over the shared batch and ∂C/∂W¹ = δᵀx, as the population forms them (best of ``repeats`` epochs)."""
     generator = torch.Generator().manual_seed(0)
-    x = torch.rand(batch, n_in, generator=generator)
-    W = torch.randn(members * width, n_in, generator=generator)
-    delta = torch.randn(batch, members * width, generator=generator)
+    x = torch.rand(batch, n_in, generator=generator).to(DEVICE)
+    W = torch.randn(members * width, n_in, generator=generator).to(DEVICE)
+    delta = torch.randn(batch, members * width, generator=generator).to(DEVICE)
+    synchronize = torch.cuda.synchronize if DEVICE.type == "cuda" else (lambda: None)
     steps = -(-n_train // batch)
     best = float("inf")
     for _ in range(repeats + 1):  # the first warms MKL
+        synchronize()
         started = time.perf_counter()
         for _ in range(steps):
             torch.mm(x, W.t())
             torch.mm(delta.t(), x)
+        synchronize()
         best = min(best, time.perf_counter() - started)
     return best * epochs
 
@@ -123,7 +130,7 @@ print((peak[0] - before) / 2**20)
 def training_mib(members: int) -> float:
     """How far a fresh process's resident memory rises above its loaded data while it trains a Q2 population
     of ``members`` for one epoch (sampled every 2 ms)."""
-    overrides = QUIET + ["experiment=q2_shallow", "trainer.epochs=1", "trainer.evaluate_test=false"]
+    overrides = QUIET[:-1] + ["trainer.device=cpu", "experiment=q2_shallow", "trainer.epochs=1", "trainer.evaluate_test=false"]
     done = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(members), *overrides], capture_output=True,
                           text=True, check=True)
     return float(done.stdout.strip().splitlines()[-1])
@@ -141,9 +148,13 @@ def main() -> None:
     parser.add_argument("--sweep-rounds", type=int, default=2, help="rounds of section 1, the launchers alternating")
     parser.add_argument("--other", type=Path, help="section 1 also with this checkout's src (e.g. a clone at an earlier "
                                                     "commit), alternating with this one: before and after in one run")
+    parser.add_argument("--device", default="cpu", help="trainer.device of every section (cuda: a GPU's figures)")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads; "
-          f"{time.strftime('%Y-%m-%d %H:%M')}")
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    QUIET[-1] = f"trainer.device={DEVICE}"
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, device "
+          f"{torch.cuda.get_device_name(DEVICE) if DEVICE.type == 'cuda' else DEVICE}; {time.strftime('%Y-%m-%d %H:%M')}")
 
     if not args.skip_sweep:
         known = {"population": ["hydra/launcher=population"], "basic": ["hydra/launcher=basic"],
@@ -168,7 +179,7 @@ def main() -> None:
             first = wall[side, next(iter(launchers))]
             print(f"| {side} | {name} | {seconds:.1f} | {rounds} | {seconds / first:.2f} |")
         cfg = compose(QUIET + ["experiment=q2_shallow"])
-        n_train = len(data_module.load(cfg.data, torch.device("cpu")).train)
+        n_train = len(data_module.load(cfg.data, DEVICE).train)
         with torch.inference_mode():
             floor = first_layer_floor(len(rates), args.sweep_epochs, n_train, cfg.trainer.batch_size)
         print(f"| | first-layer GEMMs alone (the floor) | {floor:.1f} | | |")
@@ -180,7 +191,7 @@ def main() -> None:
 
     nielsen = [compose(QUIET + ["experiment=nielsen_ch1", "trainer.engine=seed", "trainer.epochs=1",
                                 f"optimizer.lr={lr}"]) for lr in NIELSEN_RATES]
-    splits = data_module.load(nielsen[0].data, torch.device("cpu"))
+    splits = data_module.load(nielsen[0].data, DEVICE)
     solo, together = epoch_seconds(nielsen, splits, args.rounds)
     print("\n2. Nielsen chapter 1 (784-30-10, mini-batch 10, seed engine), 10 learning rates, one epoch")
     print("| one after another s | population s | × faster |")
@@ -189,7 +200,7 @@ def main() -> None:
 
     q2 = lambda width, lr: compose(QUIET + ["experiment=q2_shallow", "trainer.epochs=1",  # noqa: E731
                                             f"model.sizes=[784,{width},10]", f"optimizer.lr={lr}"])
-    splits = data_module.load(q2(100, 0.1).data, torch.device("cpu"))
+    splits = data_module.load(q2(100, 0.1).data, DEVICE)
     print("\n3. The gain with K (784-100-10, batch 300) and with the width (K = 5), one epoch")
     print("| K | width | K solo epochs s | population epoch s | × faster |")
     print("|---:|---:|---:|---:|---:|")
