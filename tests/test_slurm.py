@@ -10,7 +10,9 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
+from typing import Optional
 
 import optuna
 import pytest
@@ -208,6 +210,7 @@ def test_a_two_worker_study_on_slurm_retries_a_killed_workers_trial_and_ends_wit
             stdout, stderr = collect(process, timeout=400)
         assert process.returncode == 0, stderr
         assert f"ended FAILED: its running trial is retried once its heartbeat is stale" in stdout + stderr
+        assert (stdout + stderr).count("its running trial is retried") == 1  # the other worker completed
         trials = optuna.load_study(study_name="q2_lr", storage=storage).trials
         states = [t.state for t in trials]
         assert states.count(optuna.trial.TrialState.COMPLETE) == 4 and states.count(optuna.trial.TrialState.FAIL) == 1
@@ -353,3 +356,33 @@ def test_the_time_limit_warning_ends_the_run_saying_whether_it_was_requeued(subm
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     assert (result.status, result.detail) == (status, detail)
+
+
+class FakeJob:
+    """What ``slurm.completed`` and ``slurm.gave_no_result`` read of a submitit job."""
+
+    def __init__(self, state: str, folder: Path, returned: Optional[str] = None):
+        self.state, self.paths = state, types.SimpleNamespace(result_pickle=folder / "result.pkl")
+        self.returned = returned
+        if returned:
+            self.paths.result_pickle.write_text(returned)
+
+    def exception(self):
+        return None if self.returned == "success" else RuntimeError("the job's error")
+
+
+@pytest.mark.parametrize("state, returned, completed, gave_no_result", [
+    ("COMPLETED", "success", True, False),
+    ("RUNNING", "success", True, False),  # its function returned; sacct has not caught up with its exit yet
+    ("RUNNING", "error", False, False),
+    ("FAILED", "error", False, False),  # the error is in the result file: worth reading
+    ("FAILED", None, False, False),  # killed on its node: submitit may still find a late result file
+    ("CANCELLED by 0", None, False, True),
+    ("TIMEOUT", None, False, True),
+    ("CANCELLED by 0", "success", True, False)])  # cancelled while exiting: its work was done
+def test_how_a_jobs_ending_is_read(tmp_path, state, returned, completed, gave_no_result):
+    from mlplab import slurm as slurm_module
+
+    job = FakeJob(state, tmp_path, returned)
+    assert slurm_module.completed(job) is completed
+    assert slurm_module.gave_no_result(job) is gave_no_result

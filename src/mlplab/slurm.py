@@ -114,6 +114,20 @@ def state_of(job) -> tuple[str, str]:
     return state, state.split()[0].rstrip("+")
 
 
+def completed(job) -> bool:
+    """Whether the job's function returned: SLURM says COMPLETED, or submitit's result file says so while sacct
+    still shows the job RUNNING (its process exiting)."""
+    return state_of(job)[1] == "COMPLETED" or (job.paths.result_pickle.exists() and job.exception() is None)
+
+
+def gave_no_result(job) -> bool:
+    """Whether SLURM ended the job (cancelled, out of time, …) before its function handed back anything: then
+    there is no result to wait for (submitit waits 15 s for a slow filesystem to show one). FAILED is not one of
+    these: a function that raised leaves its error in the result file."""
+    word = state_of(job)[1]
+    return word in LOST_STATES and word != "FAILED" and not job.paths.result_pickle.exists()
+
+
 def wait_all(jobs: Sequence, on_end: Callable[[int, Any], None]) -> None:
     """Until every job has ended: ``on_end(index, job)`` for each as it ends (in the order they end)."""
     waiting = set(range(len(jobs)))

@@ -112,14 +112,17 @@ class SlurmLauncher(BaseSubmititLauncher):
 
         def ended(index: int, job) -> None:
             try:
-                returns[index] = job.result()
+                if slurm.gave_no_result(job):
+                    returns[index] = self._lost(job, None, overrides[index], first + index)
+                else:
+                    returns[index] = job.result()
             except Exception as error:  # noqa: BLE001 - the job ended without a result: say how, and go on
                 returns[index] = self._lost(job, error, overrides[index], first + index)
 
         slurm.wait_all(jobs, ended)
         return returns  # type: ignore[return-value]
 
-    def _lost(self, job, error: Exception, overrides: list[str], job_num: int) -> JobReturn:
+    def _lost(self, job, error: Optional[Exception], overrides: list[str], job_num: int) -> JobReturn:
         state, word = slurm.state_of(job)
         status, tag = slurm.LOST_STATES.get(word, ("FAILED", "failed"))
         reason = f"SLURM job {job.job_id} ended {state}"

@@ -392,9 +392,9 @@ def run_slurm_workers(ctx: Context, study: optuna.Study) -> None:
              jobs[0].job_id.split("_")[0], folder.parent)
 
     def ended(index: int, job) -> None:
-        state, word = slurm.state_of(job)
-        if word == "COMPLETED":
+        if slurm.completed(job):
             return
+        state, word = slurm.state_of(job)
         how = f"worker {index} (SLURM job {job.job_id}) ended {state}"
         if heartbeat_enabled(study):  # its trial goes stale: the next worker to ask fails it and retries it
             log.warning("%s: its running trial is retried once its heartbeat is stale", how)
@@ -411,7 +411,7 @@ def run_slurm_workers(ctx: Context, study: optuna.Study) -> None:
                 fail_lost_trials(ctx, study, f"slurm:{job.job_id}", f"SLURM worker {job.job_id} cancelled", interrupted=True)
         raise
     if heartbeat_enabled(study):  # no worker is left to retry a dead one's trial: it fails, and a rerun does it
-        time.sleep(2 * ctx.search.heartbeat_seconds if any(slurm.state_of(j)[1] != "COMPLETED" for j in jobs) else 0)
+        time.sleep(0 if all(slurm.completed(job) for job in jobs) else 2 * ctx.search.heartbeat_seconds)
         fail_stale_trials(study)
         failed = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))}
         if ctx.parent_run_id:
