@@ -117,7 +117,12 @@ def state_of(job) -> tuple[str, str]:
 def completed(job) -> bool:
     """Whether the job's function returned: SLURM says COMPLETED, or submitit's result file says so while sacct
     still shows the job RUNNING (its process exiting)."""
-    return state_of(job)[1] == "COMPLETED" or (job.paths.result_pickle.exists() and job.exception() is None)
+    if state_of(job)[1] == "COMPLETED":
+        return True
+    try:
+        return job.paths.result_pickle.exists() and job.exception() is None
+    except Exception:  # noqa: BLE001 - a result it cannot read back: not known to be complete
+        return False
 
 
 def gave_no_result(job) -> bool:

@@ -192,7 +192,6 @@ class Population:
 
     # ---- the epochs -------------------------------------------------------------------------------------
     def fit(self) -> None:
-        self.epoch = 1
         while self.jobs:
             epoch = self.epoch
             clock = time.perf_counter()
@@ -329,30 +328,30 @@ class Population:
         """The members of non-finite cost end diverged, with their weights before this step; returns the rows
         of those who stay."""
         self.count_up()
-        values = costs.tolist()
-        diverged = [row for row, ok in enumerate(finite.tolist()) if not ok]
-        for row in diverged:
-            job = self.jobs[row]
-            self.net.write_member(row, job.net)
-            self.end_member(job, "diverged", diverged_at(values[row], epoch, job.images_seen))
-        return self.drop(diverged)
+        return self.end_diverged(epoch, [row for row, ok in enumerate(finite.tolist()) if not ok], costs.tolist())
 
     def leave_diverged_on_device(self, epoch: int) -> None:
         """The members marked diverged in ``step_on_device`` end as they would have at once: their weights from
         before the step whose cost was not finite, their count of images up to it, that cost in their record."""
         going = self.going.tolist()
-        if all(going):
-            return
-        costs, images = self.last_cost.tolist(), self.images_going.tolist()
-        diverged = [row for row, ok in enumerate(going) if not ok]
-        for row in diverged:
+        if not all(going):
+            # their images up to that step are not counted yet: the others' are brought up to date after
+            self.end_diverged(epoch, [row for row, ok in enumerate(going) if not ok], self.last_cost.tolist(),
+                              uncounted=self.images_going.tolist())
+
+    def end_diverged(self, epoch: int, rows: list[int], costs: list[float],
+                     uncounted: Optional[list[int]] = None) -> list[int]:
+        """The members at ``rows`` end diverged, with the weights they have and their non-finite cost in their
+        record (``uncounted``: images each trained on that its count lacks); returns the rows of those who stay."""
+        for row in rows:
             job = self.jobs[row]
             if job.closed:  # already ended, when Ctrl-C came while they were being ended
                 continue
-            job.advance(images[row])  # not yet counted: the others' count is brought up to date after
+            if uncounted is not None:
+                job.advance(uncounted[row])
             self.net.write_member(row, job.net)
             self.end_member(job, "diverged", diverged_at(costs[row], epoch, job.images_seen))
-        self.drop(diverged)
+        return self.drop(rows)
 
     def advance(self, images: int) -> None:
         """``images`` more trained on by every member. Without every-k-images validations the members' counts
